@@ -1,0 +1,544 @@
+#define _GNU_SOURCE
+#include "monitor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "io.h"
+#include "process.h"
+#include "protocol.h"
+
+enum client_kind { CLIENT_NEW, CLIENT_ATTACH, CLIENT_WAIT };
+
+#define MAX_CLIENTS 64
+#define CLIENT_OUT_MAX (256 * 1024)
+#define CHUNK 8192
+
+struct client {
+  int fd;
+  enum client_kind kind;
+  bool want_stdin, in_eof;
+  char line[256];
+  size_t linelen;
+  struct buf out;   /* pending output frames (whole frames only are ever dropped) */
+  char *in;         /* pending stdin bytes */
+  size_t inlen, inoff;
+};
+
+static void client_close(struct monitor *m, size_t i) {
+  struct client *c = &m->clients[i];
+  close(c->fd);
+  buf_free(&c->out);
+  free(c->in);
+  m->clients[i] = m->clients[--m->nclients];
+}
+
+static void reply(struct client *c, const char *s) {
+  (void)!write(c->fd, s, strlen(s));
+}
+
+/* Sends (or queues) a frame to one attach client; returns -1 when the client is gone. */
+static int client_send(struct client *c, int stream, const char *data, size_t len) {
+  unsigned char hdr[8];
+  frame_header(hdr, stream, (uint32_t)len);
+  if (c->out.len == 0) {
+    struct iovec iov[2] = {{hdr, 8}, {(void *)data, len}};
+    ssize_t w = writev(c->fd, iov, 2);
+    if (w < 0 && errno != EAGAIN)
+      return -1;
+    if (w < 0)
+      w = 0;
+    if ((size_t)w == len + 8)
+      return 0;
+    if ((size_t)w < 8) {
+      buf_append(&c->out, hdr + w, 8 - (size_t)w);
+      buf_append(&c->out, data, len);
+    } else {
+      buf_append(&c->out, data + (w - 8), len - (size_t)(w - 8));
+    }
+    return 0;
+  }
+  if (c->out.len + len + 8 > CLIENT_OUT_MAX)
+    return 0; /* a slow client loses whole frames rather than stalling the process */
+  buf_append(&c->out, hdr, 8);
+  buf_append(&c->out, data, len);
+  return 0;
+}
+
+static int client_flush(struct client *c) {
+  if (c->out.len == 0)
+    return 0;
+  ssize_t w = write(c->fd, c->out.data, c->out.len);
+  if (w < 0)
+    return errno == EAGAIN ? 0 : -1;
+  memmove(c->out.data, c->out.data + w, c->out.len - (size_t)w);
+  c->out.len -= (size_t)w;
+  return 0;
+}
+
+static void broadcast(struct monitor *m, int stream, const char *data, size_t len) {
+  for (size_t i = 0; i < m->nclients;) {
+    struct client *c = &m->clients[i];
+    if (c->kind == CLIENT_ATTACH && client_send(c, stream, data, len) < 0) {
+      client_close(m, i);
+      continue;
+    }
+    i++;
+  }
+}
+
+/* Reads one chunk of output; returns 0 when the stream is done. */
+static int pump_output(struct monitor *m, int *fd, int stream) {
+  static char chunk[CHUNK];
+  ssize_t r = read(*fd, chunk, sizeof chunk);
+  if (r > 0) {
+    log_write(m->log_fd, stream, chunk, (size_t)r);
+    broadcast(m, stream, chunk, (size_t)r);
+    return 1;
+  }
+  if (r < 0 && (errno == EAGAIN || errno == EINTR))
+    return 1;
+  if (*fd == m->pty_fd) {
+    m->out_hup = true; /* EIO: no slave left; keep the master for resize */
+    return 0;
+  }
+  close(*fd);
+  *fd = -1;
+  return 0;
+}
+
+static void exit_record(struct monitor *m, struct buf *j) {
+  int code = 0, sig = 0;
+  if (WIFEXITED(m->status))
+    code = WEXITSTATUS(m->status);
+  else if (WIFSIGNALED(m->status)) {
+    sig = WTERMSIG(m->status);
+    code = 128 + sig;
+  }
+  char ts[40];
+  rfc3339_now(ts, sizeof ts);
+  buf_printf(j, "{\"exitCode\":%d,\"signal\":%d,\"finishedAt\":\"%s\"", code, sig, ts);
+  if (m->start_error[0]) {
+    buf_append(j, ",\"error\":", 9);
+    buf_json_string(j, m->start_error);
+  }
+  buf_append(j, "}", 1);
+}
+
+static struct buf exit_json;
+
+static void stdin_flush(struct monitor *m, struct client *c) {
+  while (c->inoff < c->inlen) {
+    if (m->in_fd < 0) {
+      c->inoff = c->inlen;
+      break;
+    }
+    ssize_t w = write(m->in_fd, c->in + c->inoff, c->inlen - c->inoff);
+    if (w < 0) {
+      if (errno == EAGAIN)
+        return;
+      if (m->in_fd != m->pty_fd)
+        close(m->in_fd);
+      m->in_fd = -1;
+      c->inoff = c->inlen;
+      break;
+    }
+    c->inoff += (size_t)w;
+  }
+  c->inoff = c->inlen = 0;
+}
+
+static void client_stdin(struct monitor *m, struct client *c, const char *data, size_t len) {
+  if (!c->want_stdin || len == 0 || m->in_fd < 0)
+    return;
+  if (c->in == NULL && (c->in = malloc(CHUNK)) == NULL)
+    return;
+  if (len > CHUNK)
+    len = CHUNK;
+  memcpy(c->in, data, len);
+  c->inlen = len;
+  c->inoff = 0;
+  stdin_flush(m, c);
+}
+
+static void client_stdin_eof(struct monitor *m, struct client *c) {
+  c->in_eof = true;
+  if (c->want_stdin && m->in_fd >= 0 && m->in_fd != m->pty_fd && c->inoff >= c->inlen) {
+    close(m->in_fd);
+    m->in_fd = -1;
+  }
+}
+
+static void do_start(struct monitor *m, struct client *c) {
+  if (m->state != STATE_CREATED) {
+    reply(c, m->state == STATE_RUNNING ? "error process already started\n" : "error process has exited\n");
+    return;
+  }
+  if (write(m->sync_fd, "s", 1) != 1) {
+    reply(c, "error process is gone\n");
+    return;
+  }
+  m->state = STATE_RUNNING;
+  struct sync_msg msg;
+  int fd, r;
+  while ((r = sync_recv(m->sync_fd, &msg, &fd)) == 1) {
+    if (fd >= 0)
+      close(fd);
+    if (msg.kind == SYNC_EXEC_FAILED || msg.kind == SYNC_ERROR) {
+      snprintf(m->start_error, sizeof m->start_error, "%s", msg.err.message);
+      break;
+    }
+  }
+  close(m->sync_fd);
+  m->sync_fd = -1;
+  if (m->start_error[0]) {
+    struct buf b = {0};
+    buf_printf(&b, "error %s\n", m->start_error);
+    reply(c, b.data);
+    buf_free(&b);
+  } else {
+    reply(c, "ok\n");
+  }
+}
+
+/* Handles a client's first line; returns 1 when the connection stays open. */
+static int dispatch(struct monitor *m, struct client *c, const char *extra, size_t extralen) {
+  char *line = c->line;
+  int a, b;
+  if (strncmp(line, "attach ", 7) == 0 || strcmp(line, "attach") == 0) {
+    c->kind = CLIENT_ATTACH;
+    c->want_stdin = line[6] == ' ' && line[7] == '1';
+    if (m->state == STATE_EXITED)
+      return 0;
+    client_stdin(m, c, extra, extralen);
+    return 1;
+  }
+  if (strcmp(line, "start") == 0) {
+    do_start(m, c);
+  } else if (sscanf(line, "signal %d", &a) == 1) {
+    if (m->state == STATE_EXITED)
+      reply(c, "error process has exited\n");
+    else if (kill(m->pid, a) < 0) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "error kill: %s\n", strerror(errno));
+      reply(c, msg);
+    } else
+      reply(c, "ok\n");
+  } else if (sscanf(line, "resize %d %d", &a, &b) == 2) {
+    struct winsize ws = {.ws_row = (unsigned short)a, .ws_col = (unsigned short)b};
+    if (m->pty_fd < 0)
+      reply(c, "error no terminal\n");
+    else if (ioctl(m->pty_fd, TIOCSWINSZ, &ws) < 0)
+      reply(c, "error resize failed\n");
+    else
+      reply(c, "ok\n");
+  } else if (strcmp(line, "wait") == 0) {
+    c->kind = CLIENT_WAIT;
+    return 1;
+  } else if (strcmp(line, "state") == 0) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "%s %d\n", m->state == STATE_CREATED ? "created" : "running", m->pid);
+    reply(c, msg);
+  } else {
+    reply(c, "error unknown request\n");
+  }
+  return 0;
+}
+
+static void client_readable(struct monitor *m, size_t i) {
+  struct client *c = &m->clients[i];
+  char buf[CHUNK];
+  if (c->kind == CLIENT_NEW) {
+    ssize_t r = read(c->fd, c->line + c->linelen, sizeof c->line - 1 - c->linelen);
+    if (r <= 0) {
+      if (r < 0 && errno == EAGAIN)
+        return;
+      client_close(m, i);
+      return;
+    }
+    c->linelen += (size_t)r;
+    c->line[c->linelen] = 0;
+    char *nl = memchr(c->line, '\n', c->linelen);
+    if (nl == NULL) {
+      if (c->linelen >= sizeof c->line - 1) {
+        reply(c, "error request too long\n");
+        client_close(m, i);
+      }
+      return;
+    }
+    *nl = 0;
+    size_t extra = c->linelen - (size_t)(nl + 1 - c->line);
+    memcpy(buf, nl + 1, extra);
+    if (!dispatch(m, c, buf, extra) && m->state != STATE_EXITED)
+      client_close(m, i);
+    return;
+  }
+  ssize_t r = read(c->fd, buf, sizeof buf);
+  if (r < 0 && errno == EAGAIN)
+    return;
+  if (c->kind == CLIENT_WAIT) {
+    if (r <= 0)
+      client_close(m, i);
+    return;
+  }
+  if (r == 0) {
+    if (c->in_eof) {
+      client_close(m, i); /* fully closed after a half-close */
+      return;
+    }
+    client_stdin_eof(m, c);
+    return;
+  }
+  if (r < 0) {
+    client_close(m, i);
+    return;
+  }
+  client_stdin(m, c, buf, (size_t)r);
+}
+
+static void accept_client(struct monitor *m) {
+  int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0)
+    return;
+  if (m->nclients >= MAX_CLIENTS) {
+    (void)!write(fd, "error too many clients\n", 23);
+    close(fd);
+    return;
+  }
+  struct client *c = &m->clients[m->nclients++];
+  memset(c, 0, sizeof *c);
+  c->fd = fd;
+}
+
+static void reap(struct monitor *m) {
+  int status;
+  pid_t p;
+  while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (p == m->pid) {
+      m->status = status;
+      m->have_status = true;
+    }
+  }
+}
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A request that arrives while the shim is finishing: read its line (briefly) and classify it. */
+static void late_request(struct client *c) {
+  long long deadline = now_ms() + 200;
+  while (!memchr(c->line, '\n', c->linelen) && c->linelen < sizeof c->line - 1) {
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    long long left = deadline - now_ms();
+    if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+      break;
+    ssize_t r = read(c->fd, c->line + c->linelen, sizeof c->line - 1 - c->linelen);
+    if (r <= 0)
+      break;
+    c->linelen += (size_t)r;
+  }
+  c->line[c->linelen] = 0;
+  if (strncmp(c->line, "attach", 6) == 0) {
+    c->kind = CLIENT_ATTACH;
+  } else if (strncmp(c->line, "wait", 4) == 0) {
+    c->kind = CLIENT_WAIT;
+  } else if (strncmp(c->line, "state", 5) == 0) {
+    buf_printf(&c->out, "exited %s\n", exit_json.data);
+  } else {
+    buf_printf(&c->out, "error process has exited\n");
+  }
+}
+
+/* After the exit: drain output, write the exit record, answer waiters and attach clients, go. */
+static _Noreturn void finish(struct monitor *m) {
+  long long deadline = now_ms() + 1000;
+  while (1) {
+    struct pollfd p[2];
+    int n = 0;
+    if (m->out_fd >= 0 && !m->out_hup)
+      p[n++] = (struct pollfd){.fd = m->out_fd, .events = POLLIN};
+    if (m->err_fd >= 0)
+      p[n++] = (struct pollfd){.fd = m->err_fd, .events = POLLIN};
+    long long left = deadline - now_ms();
+    if (n == 0 || left <= 0)
+      break;
+    if (poll(p, (nfds_t)n, (int)left) <= 0)
+      break;
+    for (int i = 0; i < n; i++) {
+      if (!p[i].revents)
+        continue;
+      if (p[i].fd == m->out_fd)
+        pump_output(m, &m->out_fd, FRAME_STDOUT);
+      else
+        pump_output(m, &m->err_fd, FRAME_STDERR);
+    }
+  }
+  m->state = STATE_EXITED;
+  exit_record(m, &exit_json);
+  if (m->spec->exit_path[0]) {
+    struct buf tmp = {0};
+    buf_printf(&tmp, "%s.tmp", m->spec->exit_path);
+    int fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      write_all(fd, exit_json.data, exit_json.len);
+      write_all(fd, "\n", 1);
+      fsync(fd);
+      close(fd);
+      if (rename(tmp.data, m->spec->exit_path) < 0)
+        fprintf(stderr, "abode-shim: rename %s: %s\n", tmp.data, strerror(errno));
+    } else {
+      fprintf(stderr, "abode-shim: write %s: %s\n", tmp.data, strerror(errno));
+    }
+    buf_free(&tmp);
+  }
+  /* No new connections; those already queued are answered with the exit below. */
+  if (m->spec->socket_path[0])
+    unlink(m->spec->socket_path);
+  while (m->nclients < MAX_CLIENTS) {
+    int fd = accept4(m->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+      break;
+    struct client *c = &m->clients[m->nclients++];
+    memset(c, 0, sizeof *c);
+    c->fd = fd;
+  }
+  for (size_t i = 0; i < m->nclients; i++) {
+    struct client *c = &m->clients[i];
+    if (c->kind == CLIENT_NEW)
+      late_request(c);
+    if (c->kind == CLIENT_WAIT) {
+      struct buf b = {0};
+      buf_printf(&b, "exit %s\n", exit_json.data);
+      buf_append(&c->out, b.data, b.len);
+      buf_free(&b);
+    } else if (c->kind == CLIENT_ATTACH) {
+      unsigned char hdr[8];
+      frame_header(hdr, FRAME_EXIT, (uint32_t)exit_json.len);
+      buf_append(&c->out, hdr, 8);
+      buf_append(&c->out, exit_json.data, exit_json.len);
+    }
+  }
+  /* Flush what the clients still have queued, for at most a second. */
+  deadline = now_ms() + 1000;
+  while (1) {
+    struct pollfd p[MAX_CLIENTS];
+    size_t idx[MAX_CLIENTS];
+    nfds_t n = 0;
+    for (size_t i = 0; i < m->nclients; i++)
+      if (m->clients[i].out.len) {
+        p[n] = (struct pollfd){.fd = m->clients[i].fd, .events = POLLOUT};
+        idx[n++] = i;
+      }
+    long long left = deadline - now_ms();
+    if (n == 0 || left <= 0 || poll(p, n, (int)left) <= 0)
+      break;
+    for (nfds_t k = 0; k < n; k++)
+      if (p[k].revents) {
+        struct client *c = &m->clients[idx[k]];
+        if (client_flush(c) < 0 || (p[k].revents & (POLLERR | POLLHUP)))
+          c->out.len = 0;
+      }
+  }
+  _exit(0);
+}
+
+_Noreturn void monitor_run(struct monitor *m) {
+  struct client clients[MAX_CLIENTS];
+  m->clients = clients;
+  m->nclients = 0;
+  while (1) {
+    reap(m);
+    if (m->have_status)
+      finish(m);
+    struct pollfd p[4 + MAX_CLIENTS];
+    nfds_t n = 0;
+    p[n++] = (struct pollfd){.fd = m->sig_fd, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = m->listen_fd, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = (m->out_fd >= 0 && !m->out_hup) ? m->out_fd : -1, .events = POLLIN};
+    p[n++] = (struct pollfd){.fd = m->err_fd, .events = POLLIN};
+    bool stdin_pending = false;
+    for (size_t i = 0; i < m->nclients; i++) {
+      struct client *c = &m->clients[i];
+      short ev = 0;
+      if (c->inoff < c->inlen)
+        stdin_pending = true;
+      else if (!c->in_eof)
+        ev |= POLLIN;
+      if (c->out.len)
+        ev |= POLLOUT;
+      p[n++] = (struct pollfd){.fd = c->fd, .events = ev};
+    }
+    /* The stdin fd is polled through the client loop below: when a write would block, retry on POLLOUT. */
+    struct pollfd inp = {.fd = stdin_pending ? m->in_fd : -1, .events = POLLOUT};
+    p[n] = inp;
+    int r = poll(p, n + 1, -1);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      fprintf(stderr, "abode-shim: poll: %s\n", strerror(errno));
+      _exit(1);
+    }
+    if (p[0].revents) {
+      struct signalfd_siginfo si;
+      while (read(m->sig_fd, &si, sizeof si) == sizeof si) {
+      }
+    }
+    if (p[2].revents)
+      pump_output(m, &m->out_fd, FRAME_STDOUT);
+    if (p[3].revents)
+      pump_output(m, &m->err_fd, FRAME_STDERR);
+    if (p[n].revents) {
+      for (size_t i = 0; i < m->nclients; i++) {
+        struct client *c = &m->clients[i];
+        if (c->inoff < c->inlen) {
+          stdin_flush(m, c);
+          if (c->in_eof)
+            client_stdin_eof(m, c);
+        }
+      }
+    }
+    /* Clients: walk backwards by fd so closing (which moves the last entry) is safe. */
+    size_t nc = m->nclients;
+    int fds[MAX_CLIENTS];
+    short rev[MAX_CLIENTS];
+    for (size_t i = 0; i < nc; i++) {
+      fds[i] = (int)p[4 + i].fd;
+      rev[i] = p[4 + i].revents;
+    }
+    for (size_t k = 0; k < nc; k++) {
+      if (!rev[k])
+        continue;
+      size_t i;
+      for (i = 0; i < m->nclients && m->clients[i].fd != fds[k]; i++) {
+      }
+      if (i == m->nclients)
+        continue;
+      if (rev[k] & POLLOUT) {
+        if (client_flush(&m->clients[i]) < 0) {
+          client_close(m, i);
+          continue;
+        }
+      }
+      if (rev[k] & (POLLIN | POLLHUP | POLLERR))
+        client_readable(m, i);
+    }
+    if (p[1].revents & POLLIN)
+      accept_client(m);
+  }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything abode needs on a Debian host (idempotent), then builds the TypeScript and the C helpers.
+set -euo pipefail
+here="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
+cd "$here"
+say() { printf 'abode setup: %s\n' "$*" >&2; }
+
+# Debian packages: the C toolchain, tools the runtime calls, and the peers tests and benchmarks compare with.
+packages=(gcc make libc6-dev procps iproute2 attr e2fsprogs runc)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing Debian packages: ${missing[*]}; run as root or: apt-get install ${missing[*]}"
+    exit 1
+  fi
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
+fi
+
+if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+say "building"
+npx tsc -p tsconfig.json >&2
+make -s -C native >&2
+touch dist/.build-stamp

@@ -1,0 +1,91 @@
+/** What the engine knows about images and root file systems; implementations live in image/. */
+
+/** The runtime-relevant part of an image config (OCI `config` / docker `Config`). */
+export interface ImageConfig {
+  User?: string;
+  Env?: string[];
+  Entrypoint?: string[];
+  Cmd?: string[];
+  WorkingDir?: string;
+  Labels?: Record<string, string>;
+  ExposedPorts?: Record<string, object>;
+  Volumes?: Record<string, object>;
+  StopSignal?: string;
+  /** docker's SHELL, used by shell-form instructions; default ["/bin/sh", "-c"]. */
+  Shell?: string[];
+}
+
+/** One local image as docker shows it. */
+export interface ImageRecord {
+  /** Image ID: the digest of the config blob (`sha256:…`). */
+  id: string;
+  /** Normalized references pointing at this image (`docker.io/library/busybox:latest`); empty when dangling. */
+  repoTags: string[];
+  /** `name@sha256:<manifest>` for images that came from a registry. */
+  repoDigests: string[];
+  /** When the image was created (config `created`, RFC 3339). */
+  created: string;
+  /** Bytes of the unpacked layers (file contents), as `docker images` SIZE. */
+  size: number;
+  architecture: string;
+  os: string;
+  config: ImageConfig;
+  /** Digests of the uncompressed layers, bottom first (config `rootfs.diff_ids`). */
+  diffIds: string[];
+  /** Digest of the image manifest. */
+  manifestDigest: string;
+}
+
+/** containerd's Mount: how to mount a root file system (`mount -t type -o options source target`). */
+export interface Mount {
+  type: string;
+  source: string;
+  options: string[];
+}
+
+/** Options of ImageService.importRootfs (docker import). */
+export interface ImportOptions {
+  /** Commit message, recorded in the image history. */
+  message?: string;
+  /** Dockerfile-like lines: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL. */
+  changes?: string[];
+}
+
+/** Options of ImageService.remove (docker rmi). */
+export interface RemoveOptions {
+  force: boolean;
+  /** Whether an instance uses the image; in-use images are never deleted, only untagged with force. */
+  inUse: (imageId: string) => boolean;
+}
+
+/** Local images: lookup, import, tag, remove. Every method is safe to call concurrently. */
+export interface ImageService {
+  /** Finds an image by name (`busybox`, `host:5000/app:1`, `name@sha256:…`), short or full ID; the built-in busybox is created on first use; unknown → NotFoundError. */
+  resolve(ref: string): Promise<ImageRecord>;
+  /** All local images, tagged and dangling, newest first. */
+  list(): Promise<ImageRecord[]>;
+  /** docker import: a tar (plain or gzip) of a root file system becomes a one-layer image, tagged `ref` if given; a bad stream commits nothing. */
+  importRootfs(
+    tar: NodeJS.ReadableStream,
+    ref: string | undefined,
+    opts?: ImportOptions,
+  ): Promise<ImageRecord>;
+  /** Points reference `target` at the image `source` resolves to; an image losing its last tag stays as dangling. */
+  tag(source: string, target: string): Promise<void>;
+  /** docker rmi: untags or deletes; returns lines like `Untagged: busybox:latest`, `Deleted: sha256:…`. */
+  remove(ref: string, opts: RemoveOptions): Promise<string[]>;
+}
+
+/** Turns an image's layers into a root file system for one instance, keyed by an instance-chosen key. */
+export interface Snapshotter {
+  /** Creates the writable snapshot `key` over the image's layers and returns how to mount it; AlreadyExistsError if `key` exists. */
+  prepare(key: string, image: ImageRecord): Promise<Mount[]>;
+  /** The mounts of an existing snapshot (after a daemon restart); NotFoundError if `key` is unknown. */
+  mounts(key: string): Promise<Mount[]>;
+  /** Deletes snapshot `key` (the caller unmounts it first); does nothing if it is gone. */
+  remove(key: string): Promise<void>;
+  /** Bytes written in the snapshot's writable layer (ps --size); 0 if it is gone. */
+  usage(key: string): Promise<number>;
+  /** Keys of all snapshots. */
+  list(): Promise<string[]>;
+}

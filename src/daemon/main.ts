@@ -1,0 +1,143 @@
+/**
+ * The composition root: wires the state store, images, runtimes, engine and API, then serves the API on
+ * the daemon's unix socket. Instances outlive this process; on start it finds what an earlier one left.
+ */
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { resolvePaths } from '../core/paths.js';
+import { StateStore } from '../engine/state-store.js';
+import { Engine } from '../engine/engine.js';
+import { createApiServer } from '../api/server.js';
+import { createImageService } from '../image/index.js';
+import { detectCgroups } from '../platform/cgroups/index.js';
+import { ContainerRuntime } from '../runtime/container/index.js';
+import { accelerator, hardLimits, hostCpu, instanceResolvConf, processTable } from '../platform/host.js';
+import { cpus, release, totalmem } from 'node:os';
+
+export const VERSION = '0.1.0';
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+function log(message: string): void {
+  process.stderr.write(`${new Date().toISOString()} ${message}\n`);
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolveAnswer) => {
+    const socket = connect(path);
+    socket.on('connect', () => {
+      socket.destroy();
+      resolveAnswer(true);
+    });
+    socket.on('error', () => resolveAnswer(false));
+  });
+}
+
+function parseArgs(argv: string[]): { root?: string; runRoot?: string } {
+  const out: { root?: string; runRoot?: string } = {};
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--root') out.root = argv[++i];
+    else if (argv[i].startsWith('--root=')) out.root = argv[i].slice(7);
+    else if (argv[i] === '--run-root') out.runRoot = argv[++i];
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const paths = resolvePaths(parseArgs(process.argv.slice(2)));
+  await mkdir(paths.root, { recursive: true, mode: 0o711 });
+  await mkdir(paths.runRoot, { recursive: true, mode: 0o711 });
+  if (existsSync(paths.socket) && (await socketAnswers(paths.socket))) {
+    log(`another abode daemon already serves ${paths.socket}`);
+    process.exit(1);
+  }
+  const store = new StateStore(join(paths.root, 'abode.db'));
+  const { images, snapshotter } = createImageService({ root: paths.root });
+  const cgroups = await detectCgroups();
+  const shimPath = process.env.ABODE_SHIM ?? join(repoRoot, 'native/build/abode-shim');
+  const container = new ContainerRuntime({
+    runRoot: paths.runRoot,
+    shimPath,
+    cgroups,
+    cgroupParent: 'abode',
+  });
+  const limits = await hardLimits();
+  const engine = new Engine({
+    root: paths.root,
+    store,
+    images,
+    snapshotter,
+    runtimes: { container },
+    hardLimits: limits,
+    resolvConf: instanceResolvConf,
+  });
+  engine.on('error-log', (error: Error) => log(`error: ${error.stack ?? error.message}`));
+  await engine.recover();
+  const server = createApiServer(
+    {
+      engine,
+      images,
+      version: () => ({
+        Version: VERSION,
+        ApiVersion: '1',
+        Os: 'linux',
+        Arch: process.arch,
+        KernelVersion: release(),
+        NodeVersion: process.version,
+      }),
+      info: async () => {
+        const all = engine.list(true);
+        const accel = await accelerator();
+        return {
+          ServerVersion: VERSION,
+          KernelVersion: release(),
+          OperatingSystem: 'linux',
+          NCPU: cpus().length,
+          MemTotal: totalmem(),
+          Containers: all.length,
+          ContainersRunning: all.filter((r) => r.state.status === 'running').length,
+          ContainersStopped: all.filter((r) => r.state.status !== 'running').length,
+          Images: (await images.list()).length,
+          Driver: 'overlay',
+          RootDir: paths.root,
+          RunRoot: paths.runRoot,
+          Cgroup: cgroups.describe(),
+          Runtimes: Object.keys({ container }),
+          Accelerator: accel,
+        };
+      },
+      processTable,
+      hostCpu,
+      hostMemory: totalmem(),
+      instanceFiles: (id) => ({
+        logPath: join(paths.root, 'instances', id, 'container.log'),
+        hostname: engine.get(id).options.hostname || id.slice(0, 12),
+      }),
+    },
+    (error) => log(`api error: ${(error as Error)?.stack ?? String(error)}`),
+  );
+  await rm(paths.socket, { force: true });
+  await new Promise<void>((ready) => server.listen(paths.socket, ready));
+  await chmod(paths.socket, 0o660);
+  await writeFile(paths.pidFile, `${process.pid}\n`);
+  log(`abode daemon ${VERSION} serving ${paths.socket} (root ${paths.root}, cgroups ${cgroups.mode})`);
+  const shutdown = (signal: string) => {
+    log(`${signal}: shutting down (instances keep running)`);
+    server.close();
+    rm(paths.pidFile, { force: true })
+      .then(() => rm(paths.socket, { force: true }))
+      .finally(() => {
+        store.close();
+        process.exit(0);
+      });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((error) => {
+  log(`fatal: ${(error as Error)?.stack ?? String(error)}`);
+  process.exit(1);
+});

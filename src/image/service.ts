@@ -1,0 +1,417 @@
+/** The local ImageService: content store + image index + unpacked layers, with the built-in busybox and docker import. */
+import { Transform } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { join } from 'node:path';
+import { createGzip, gzipSync } from 'node:zlib';
+import { isDigest, sha256Digest, shortId, type Digest } from '../core/digest.js';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../core/errors.js';
+import type { ImageConfig, ImageRecord, ImageService, ImportOptions, RemoveOptions } from '../core/image.js';
+import {
+  familiarString,
+  formatReference,
+  parseNormalizedTagged,
+  referenceName,
+  type Reference,
+} from '../core/reference.js';
+import { BUSYBOX_REF, buildBusybox, type BuiltinImage } from './builtin/busybox.js';
+import { applyChanges } from './changes.js';
+import type { ContentStore } from './content-store.js';
+import type { ImageStore, IndexDocument, LoadedImage } from './image-store.js';
+import { chainIds, decompressed, type LayerStore } from './layers.js';
+import {
+  canonicalJson,
+  hostPlatform,
+  MediaType,
+  type Descriptor,
+  type History,
+  type ImageConfigDocument,
+  type Manifest,
+} from './oci-image.js';
+
+/** Builds a built-in image (tests replace the busybox builder to stay offline). */
+export type BuiltinBuilder = (cacheDir: string) => Promise<BuiltinImage>;
+
+export interface LocalImageServiceOptions {
+  root: string;
+  content: ContentStore;
+  store: ImageStore;
+  layers: LayerStore;
+  /** Built-in images by normalized reference; default: busybox. */
+  builtins?: Record<string, BuiltinBuilder>;
+}
+
+/** An image to commit: its layers are already in the content store. */
+export interface NewImage {
+  layers: Descriptor[];
+  config: ImageConfigDocument;
+  /** Normalized references to point at it. */
+  refs: string[];
+  repoDigests?: string[];
+}
+
+type Found =
+  | { id: Digest; via: 'id' }
+  | { id: Digest; via: 'tag'; ref: string }
+  | { id: Digest; via: 'digest'; ref: string };
+
+function cleanConfig(c: ImageConfigDocument['config']): ImageConfig {
+  const out: ImageConfig = {};
+  if (!c) return out;
+  if (c.User) out.User = c.User;
+  if (c.Env) out.Env = c.Env;
+  if (c.Entrypoint) out.Entrypoint = c.Entrypoint;
+  if (c.Cmd) out.Cmd = c.Cmd;
+  if (c.WorkingDir) out.WorkingDir = c.WorkingDir;
+  if (c.Labels) out.Labels = c.Labels;
+  if (c.ExposedPorts) out.ExposedPorts = c.ExposedPorts;
+  if (c.Volumes) out.Volumes = c.Volumes;
+  if (c.StopSignal) out.StopSignal = c.StopSignal;
+  if (c.Shell) out.Shell = c.Shell;
+  return out;
+}
+
+/** docker's display of a normalized reference string. */
+function familiar(ref: string): string {
+  try {
+    return familiarString(parseNormalizedTagged(ref));
+  } catch {
+    return ref;
+  }
+}
+
+export class LocalImageService implements ImageService {
+  private readonly loaded = new Map<string, LoadedImage>();
+  private readonly building = new Map<string, Promise<void>>();
+  private readonly builtins: Record<string, BuiltinBuilder>;
+
+  constructor(private readonly o: LocalImageServiceOptions) {
+    this.builtins = o.builtins ?? { [BUSYBOX_REF]: buildBusybox };
+  }
+
+  /** The content store images are kept in (for pull and build). */
+  get content(): ContentStore {
+    return this.o.content;
+  }
+
+  private async load(doc: IndexDocument, id: Digest): Promise<LoadedImage> {
+    const stored = doc.images[id];
+    if (!stored) throw new NotFoundError(`image ${id}: not found`);
+    const cached = this.loaded.get(id);
+    if (cached && cached.stored.manifest.digest === stored.manifest.digest) return { ...cached, stored };
+    const img = await this.o.store.load(id, stored);
+    this.loaded.set(id, img);
+    return img;
+  }
+
+  private async toRecord(doc: IndexDocument, id: Digest): Promise<ImageRecord> {
+    const img = await this.load(doc, id);
+    const diffIds = img.config.rootfs.diff_ids;
+    let size = 0;
+    const chains = chainIds(diffIds);
+    for (let i = 0; i < chains.length; i++) {
+      const info = await this.o.layers.get(chains[i]!);
+      size += info ? info.size : (img.manifest.layers[i]?.size ?? 0);
+    }
+    return {
+      id,
+      repoTags: Object.keys(doc.refs)
+        .filter((r) => doc.refs[r] === id)
+        .sort(),
+      repoDigests: [...img.stored.repoDigests],
+      created: img.config.created ?? img.stored.added,
+      size,
+      architecture: img.config.architecture,
+      os: img.config.os,
+      config: structuredClone(cleanConfig(img.config.config)),
+      diffIds: [...diffIds],
+      manifestDigest: img.stored.manifest.digest,
+    };
+  }
+
+  /** Looks a reference up in the index without building anything; undefined when absent. */
+  private find(doc: IndexDocument, ref: string): Found | undefined {
+    const full = /^(?:sha256:)?([a-f0-9]{64})$/.exec(ref);
+    if (full) {
+      const id = `sha256:${full[1]}` as Digest;
+      return doc.images[id] ? { id, via: 'id' } : undefined;
+    }
+    const prefixed = /^sha256:([a-f0-9]{1,63})$/.exec(ref);
+    if (!prefixed) {
+      const parsed = parseNormalizedTagged(ref); // InvalidArgumentError for a malformed reference
+      if (parsed.digest) {
+        const name = referenceName(parsed);
+        for (const [id, img] of Object.entries(doc.images)) {
+          if (img.manifest.digest !== parsed.digest) continue;
+          const named =
+            img.repoDigests.includes(`${name}@${parsed.digest}`) ||
+            Object.entries(doc.refs).some(([r, t]) => t === id && r.startsWith(`${name}:`));
+          if (named) return { id: id as Digest, via: 'digest', ref: `${name}@${parsed.digest}` };
+        }
+        return undefined;
+      }
+      const key = formatReference(parsed);
+      if (doc.refs[key]) return { id: doc.refs[key] as Digest, via: 'tag', ref: key };
+    }
+    const hex = prefixed ? prefixed[1]! : ref;
+    if (!/^[a-f0-9]{1,63}$/.test(hex)) return undefined;
+    const matches = Object.keys(doc.images).filter((id) => id.startsWith(`sha256:${hex}`));
+    if (matches.length > 1) throw new InvalidArgumentError(`multiple IDs found with provided prefix: ${hex}`);
+    return matches.length ? { id: matches[0] as Digest, via: 'id' } : undefined;
+  }
+
+  /** How docker shows a reference the user typed: `busybox` → `busybox:latest`, IDs as typed. */
+  private shown(ref: string): string {
+    try {
+      if (!/^(?:sha256:)?[a-f0-9]{64}$/.test(ref)) return familiarString(parseNormalizedTagged(ref));
+    } catch {
+      // keep as typed
+    }
+    return ref;
+  }
+
+  private notFound(ref: string): NotFoundError {
+    return new NotFoundError(`Unable to find image '${this.shown(ref)}' locally`, { ref });
+  }
+
+  async resolve(ref: string): Promise<ImageRecord> {
+    let found = this.find(await this.o.store.read(), ref);
+    if (!found) {
+      const builtin = this.builtinFor(ref);
+      if (builtin) {
+        await this.buildBuiltin(builtin);
+        found = this.find(await this.o.store.read(), ref);
+      }
+    }
+    if (!found) throw this.notFound(ref);
+    const doc = await this.o.store.read();
+    await this.ensureLayers(doc, found.id);
+    return this.toRecord(doc, found.id);
+  }
+
+  private builtinFor(ref: string): string | undefined {
+    try {
+      const parsed = parseNormalizedTagged(ref);
+      const key = formatReference(parsed);
+      return this.builtins[key] ? key : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Builds a built-in image once, even when many callers ask at the same time. */
+  private buildBuiltin(ref: string): Promise<void> {
+    let p = this.building.get(ref);
+    if (!p) {
+      p = (async () => {
+        const built = await this.builtins[ref]!(join(this.o.root, 'cache'));
+        const blob = gzipSync(built.layer, { level: 9 });
+        const info = await this.o.content.write(blob);
+        const diffId = sha256Digest(built.layer);
+        const plat = hostPlatform();
+        await this.commit({
+          layers: [{ mediaType: MediaType.OciLayerGzip, digest: info.digest, size: info.size }],
+          config: {
+            created: built.created,
+            architecture: plat.architecture,
+            os: plat.os,
+            config: built.config as ImageConfigDocument['config'],
+            rootfs: { type: 'layers', diff_ids: [diffId] },
+            history: [{ created: built.created, created_by: built.createdBy }],
+          },
+          refs: [ref],
+        });
+      })().finally(() => this.building.delete(ref));
+      this.building.set(ref, p);
+    }
+    return p;
+  }
+
+  /** Unpacks any missing layer of an image; returns their directories bottom first. */
+  private async ensureLayers(doc: IndexDocument, id: Digest): Promise<string[]> {
+    const img = await this.load(doc, id);
+    const infos = await this.o.layers.ensure(img.manifest.layers, img.config.rootfs.diff_ids);
+    return infos.map((l) => this.o.layers.fsPath(l.chainId));
+  }
+
+  /** The unpacked layer directories of an image (bottom first), for snapshotters. */
+  async layerPaths(image: ImageRecord): Promise<string[]> {
+    const doc = await this.o.store.read();
+    if (!isDigest(image.id) || !doc.images[image.id])
+      throw new NotFoundError(`image ${shortId(image.id)}: not found`);
+    return this.ensureLayers(doc, image.id);
+  }
+
+  /** Stores config and manifest, unpacks the layers, and points `refs` at the image; returns its ID. */
+  async commit(img: NewImage): Promise<Digest> {
+    const configBlob = canonicalJson(img.config);
+    const config = await this.o.content.write(configBlob);
+    const manifest: Manifest = {
+      schemaVersion: 2,
+      mediaType: MediaType.OciManifest,
+      config: { mediaType: MediaType.OciConfig, digest: config.digest, size: config.size },
+      layers: img.layers,
+    };
+    const m = await this.o.content.write(canonicalJson(manifest));
+    await this.o.layers.ensure(img.layers, img.config.rootfs.diff_ids);
+    const id = config.digest;
+    await this.o.store.update((doc) => {
+      const prev = doc.images[id];
+      doc.images[id] = {
+        manifest: { mediaType: MediaType.OciManifest, digest: m.digest, size: m.size },
+        repoDigests: [...new Set([...(prev?.repoDigests ?? []), ...(img.repoDigests ?? [])])],
+        added: prev?.added ?? new Date().toISOString(),
+      };
+      for (const r of img.refs) doc.refs[r] = id;
+    });
+    return id;
+  }
+
+  async list(): Promise<ImageRecord[]> {
+    const doc = await this.o.store.read();
+    const out: ImageRecord[] = [];
+    for (const id of Object.keys(doc.images)) out.push(await this.toRecord(doc, id as Digest));
+    return out.sort((a, b) =>
+      a.created < b.created ? 1 : a.created > b.created ? -1 : a.id.localeCompare(b.id),
+    );
+  }
+
+  async importRootfs(
+    tar: NodeJS.ReadableStream,
+    ref: string | undefined,
+    opts: ImportOptions = {},
+  ): Promise<ImageRecord> {
+    let target: Reference | undefined;
+    if (ref !== undefined && ref !== '') {
+      target = parseNormalizedTagged(ref);
+      if (target.digest) throw new InvalidArgumentError('refusing to create a tag with a digest reference');
+    }
+    const baseConfig = applyChanges({}, opts.changes ?? []); // reject bad changes before reading the stream
+    const input = await decompressed(tar);
+    const writer = await this.o.content.writer();
+    try {
+      // One pass: the uncompressed tar is unpacked (and hashed for its diff ID) while a gzip copy is ingested.
+      const gzip = createGzip();
+      gzip.pipe(writer.stream);
+      const tee = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          if (gzip.write(chunk)) cb(null, chunk);
+          else gzip.once('drain', () => cb(null, chunk));
+        },
+        flush(cb) {
+          gzip.end();
+          cb();
+        },
+      });
+      input.on('error', (err) => tee.destroy(err));
+      const layer = await this.o.layers.apply(undefined, input.pipe(tee));
+      await finished(writer.stream);
+      const blob = await writer.commit();
+      const now = new Date().toISOString();
+      const plat = hostPlatform();
+      const history: History = { created: now, created_by: 'abode import' };
+      if (opts.message) history.comment = opts.message;
+      const id = await this.commit({
+        layers: [{ mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size }],
+        config: {
+          created: now,
+          architecture: plat.architecture,
+          os: plat.os,
+          config: baseConfig as ImageConfigDocument['config'],
+          rootfs: { type: 'layers', diff_ids: [layer.diffId] },
+          history: [history],
+        },
+        refs: target ? [formatReference(target)] : [],
+      });
+      return this.toRecord(await this.o.store.read(), id);
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+  }
+
+  async tag(source: string, target: string): Promise<void> {
+    const t = parseNormalizedTagged(target);
+    if (t.digest) throw new InvalidArgumentError('refusing to create a tag with a digest reference');
+    const img = await this.resolve(source);
+    await this.o.store.update((doc) => {
+      doc.refs[formatReference(t)] = img.id;
+    });
+  }
+
+  async remove(ref: string, opts: RemoveOptions): Promise<string[]> {
+    const lines: string[] = [];
+    let deleted: LoadedImage | undefined;
+    await this.o.store.update(async (doc) => {
+      const found = this.find(doc, ref);
+      if (!found) throw new NotFoundError(`No such image: ${this.shown(ref)}`, { ref });
+      const { id } = found;
+      const tags = Object.keys(doc.refs).filter((r) => doc.refs[r] === id);
+      const digests = doc.images[id]!.repoDigests;
+      const inUse = opts.inUse(id);
+      const untag = (r: string) => {
+        delete doc.refs[r];
+        lines.push(`Untagged: ${familiar(r)}`);
+      };
+      if (found.via === 'tag' || found.via === 'digest') {
+        const others =
+          tags.filter((t) => t !== found.ref).length + digests.filter((d) => d !== found.ref).length;
+        if (others > 0 && found.via === 'tag') {
+          untag(found.ref);
+          return;
+        }
+        if (inUse && !opts.force) {
+          throw new ConflictError(
+            `conflict: unable to remove repository reference "${ref}" (must force) - container is using its referenced image ${shortId(id)}`,
+          );
+        }
+      } else {
+        if (inUse && !opts.force) {
+          throw new ConflictError(
+            `conflict: unable to delete ${shortId(id)} (must be forced) - image is being used by a container`,
+          );
+        }
+        if (tags.length > 1 && !opts.force) {
+          throw new ConflictError(
+            `conflict: unable to delete ${shortId(id)} (must be forced) - image is referenced in multiple repositories`,
+          );
+        }
+      }
+      for (const t of tags) untag(t);
+      for (const d of digests) lines.push(`Untagged: ${familiar(d)}`);
+      if (inUse) {
+        doc.images[id]!.repoDigests = [];
+        return; // forced: an image an instance uses stays, dangling, until the instance is gone
+      }
+      deleted = await this.load(doc, id);
+      delete doc.images[id];
+      lines.push(`Deleted: ${id}`);
+    });
+    if (deleted) lines.push(...(await this.collect(deleted)));
+    return lines;
+  }
+
+  /** Deletes the blobs and unpacked layers of a deleted image that no remaining image uses. */
+  private async collect(gone: LoadedImage): Promise<string[]> {
+    const doc = await this.o.store.read();
+    const blobs = new Set<string>();
+    const chains = new Set<string>();
+    for (const id of Object.keys(doc.images)) {
+      const img = await this.load(doc, id as Digest).catch(() => undefined);
+      if (!img) continue;
+      blobs.add(img.stored.manifest.digest).add(img.id);
+      for (const l of img.manifest.layers) blobs.add(l.digest);
+      for (const c of chainIds(img.config.rootfs.diff_ids)) chains.add(c);
+    }
+    this.loaded.delete(gone.id);
+    const lines: string[] = [];
+    for (const c of chainIds(gone.config.rootfs.diff_ids).reverse()) {
+      if (chains.has(c)) continue;
+      await this.o.layers.delete(c);
+      lines.push(`Deleted: ${c}`);
+    }
+    for (const d of [gone.stored.manifest.digest, gone.id, ...gone.manifest.layers.map((l) => l.digest)]) {
+      if (!blobs.has(d)) await this.o.content.delete(d);
+    }
+    return lines;
+  }
+}

@@ -1,0 +1,125 @@
+/** Drives the CLI as a user types it, against a throw-away state root with its own daemon. */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const cli = join(repoRoot, 'dist/src/cli/main.js');
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class Abode {
+  readonly root: string;
+
+  constructor(prefix = 'abode-e2e-') {
+    this.root = mkdtempSync(join(tmpdir(), prefix));
+  }
+
+  get env(): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = { ...process.env, ABODE_ROOT: this.root };
+    delete env.NODE_EXTRA_CA_CERTS;
+    return env;
+  }
+
+  /** Runs `abode ARGS` and returns its exit code and output. */
+  run(args: string[], options: { input?: string; timeoutMs?: number } = {}): Result {
+    const result = spawnSync(process.execPath, [cli, ...args], {
+      env: this.env,
+      input: options.input ?? '',
+      encoding: 'utf8',
+      timeout: options.timeoutMs ?? 60_000,
+    });
+    return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** As run, without blocking the event loop (for commands that run while others act). */
+  runAsync(args: string[], options: { input?: string } = {}): Promise<Result> {
+    return new Promise((resolveResult) => {
+      const child = spawn(process.execPath, [cli, ...args], { env: this.env });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c) => (stdout += c));
+      child.stderr.on('data', (c) => (stderr += c));
+      child.stdin.end(options.input ?? '');
+      child.on('close', (code) => resolveResult({ code: code ?? -1, stdout, stderr }));
+    });
+  }
+
+  daemonPid(): number | undefined {
+    const file = join(this.root, 'run', 'abode.pid');
+    return existsSync(file) ? Number(readFileSync(file, 'utf8').trim()) : undefined;
+  }
+
+  /** Kills the daemon with SIGKILL (instances live on). */
+  killDaemon(): void {
+    const pid = this.daemonPid();
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    for (let i = 0; i < 100 && pid && alive(pid); i++) spawnSync('sleep', ['0.02']);
+  }
+
+  /** Removes every instance, stops the daemon and deletes the root. */
+  cleanup(): void {
+    const ids = this.run(['ps', '-aq', '--no-trunc']).stdout.split('\n').filter(Boolean);
+    if (ids.length > 0) this.run(['rm', '-f', ...ids]);
+    const pid = this.daemonPid();
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // gone
+      }
+      for (let i = 0; i < 100 && alive(pid); i++) spawnSync('sleep', ['0.05']);
+    }
+    spawnSync('umount', ['-R', this.root], { stdio: 'ignore' });
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What a failed run could leak: mounts, cgroups, shim processes. */
+export function hostSnapshot(root: string): { mounts: string[]; cgroups: string[]; shims: string[] } {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((line) => line.includes(root))
+    .sort();
+  const cgroups: string[] = [];
+  for (const base of ['/sys/fs/cgroup/memory/abode', '/sys/fs/cgroup/pids/abode', '/sys/fs/cgroup/abode']) {
+    if (existsSync(base))
+      cgroups.push(
+        ...readdirSync(base)
+          .filter((n) => /^[0-9a-f]{64}$/.test(n))
+          .map((n) => `${base}/${n}`),
+      );
+  }
+  const shims = readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .filter((pid) => {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        return cmdline.includes('abode-shim') && cmdline.includes(root);
+      } catch {
+        return false;
+      }
+    });
+  return { mounts, cgroups: cgroups.sort(), shims };
+}
