@@ -40,8 +40,18 @@ describe('isolation inside a container', () => {
       const result = abode.run(['run', '--rm', 'busybox', 'sh', '-c', `cat /proc/mounts; ls ${marker}`]);
       assert.notEqual(result.code, 0);
       assert.match(result.stderr, /No such file or directory/);
-      assert.doesNotMatch(result.stdout, new RegExp(abode.root));
-      assert.doesNotMatch(result.stdout, /\/work\b/);
+      const inside = new Set(result.stdout.split('\n').map((line) => line.split(' ')[1]));
+      const shared = ['/', '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys'];
+      const hostOnly = readFileSync('/proc/self/mounts', 'utf8')
+        .split('\n')
+        .map((line) => line.split(' ')[1])
+        .filter(
+          (point) =>
+            point && !shared.includes(point) && !point.startsWith('/proc/') && !point.startsWith('/sys/'),
+        );
+      assert.ok(hostOnly.length > 0);
+      for (const point of hostOnly)
+        assert.ok(!inside.has(point), `the host's mount ${point} is visible inside`);
     } finally {
       rmSync(marker, { force: true });
     }
@@ -98,12 +108,12 @@ describe('isolation inside a container', () => {
   });
 
   test('mount, settimeofday and module loading are refused without --privileged', () => {
-    const mount = abode.run(['run', '--rm', 'busybox', 'mount', '-t', 'tmpfs', 'none', '/mnt']);
+    const mount = abode.run(['run', '--rm', 'busybox', 'sh', '-c', 'mkdir -p /m && mount -t tmpfs none /m']);
     assert.notEqual(mount.code, 0);
     assert.match(mount.stderr, /permission denied|Operation not permitted/i);
+    // busybox's date reports the refusal but exits 0: the message is what the user sees.
     const date = abode.run(['run', '--rm', 'busybox', 'date', '-s', '2001-01-01']);
-    assert.notEqual(date.code, 0);
-    assert.match(date.stderr, /Operation not permitted/);
+    assert.match(date.stderr, /can't set date: Operation not permitted/);
     const insmod = abode.run(['run', '--rm', 'busybox', 'sh', '-c', 'echo x > /tmp/m.ko; insmod /tmp/m.ko']);
     assert.notEqual(insmod.code, 0);
     assert.match(insmod.stderr, /Operation not permitted/);
@@ -115,7 +125,7 @@ describe('isolation inside a container', () => {
         'busybox',
         'sh',
         '-c',
-        'mount -t tmpfs none /mnt && echo mounted',
+        'mkdir -p /m && mount -t tmpfs none /m && echo mounted',
       ]).trim(),
       'mounted',
     );
@@ -173,10 +183,15 @@ describe('exit codes and signals', () => {
     assert.equal(ok(['ps', '-aq']).trim(), '', 'a failed run left an instance');
   });
 
-  test('kill -s TERM gives 143, SIGKILL 137; stop of a process ignoring TERM kills it after -t', () => {
-    const id = ok(['run', '-d', 'busybox', 'sleep', '60']).trim();
+  test('kill -s TERM gives 143 (through --init), SIGKILL 137; stop kills a process ignoring TERM after -t', () => {
+    // PID 1 ignores signals it has no handler for, as in docker, so TERM goes through --init here.
+    const id = ok(['run', '-d', '--init', 'busybox', 'sleep', '60']).trim();
     ok(['kill', '-s', 'TERM', id]);
     assert.equal(ok(['wait', id]).trim(), '143');
+    const killed = ok(['run', '-d', 'busybox', 'sleep', '60']).trim();
+    ok(['kill', killed]);
+    assert.equal(ok(['wait', killed]).trim(), '137');
+    ok(['rm', killed]);
     const stubborn = ok([
       'run',
       '-d',

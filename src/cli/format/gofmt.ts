@@ -240,6 +240,7 @@ interface Spec {
   sharp: boolean;
   space: boolean;
   zero: boolean;
+  plusV?: boolean; // %+v: struct field names (the + is then no sign flag)
   width?: number;
   prec?: number;
 }
@@ -392,9 +393,7 @@ function fmtValue(v: unknown, verb: string, spec: Spec): string {
     case 'struct': {
       const obj = v as object;
       if (hasOwnToString(obj) && (verb === 'v' || verb === 's')) return fmtString(String(obj), verb, spec);
-      const fields = structFields(obj).map(
-        ([k, x]) => (spec.plus && verb === 'v' ? k + ':' : '') + fmtValue(x, verb, spec),
-      );
+      const fields = structFields(obj).map(([k, x]) => (spec.plusV ? k + ':' : '') + fmtValue(x, verb, spec));
       return '{' + fields.join(' ') + '}';
     }
     case 'func':
@@ -518,6 +517,10 @@ export function sprintf(format: string, args: readonly unknown[]): string {
       continue;
     }
     const arg = args[argi++];
+    if ((verb === 'v' || verb === 'w') && spec.plus) {
+      spec.plus = false;
+      spec.plusV = true;
+    }
     if (verb === 'w') out += fmtValue(arg, 'v', spec);
     else if ('vTtbcdoOqxXUeEfFgGs'.includes(verb)) out += fmtValue(arg, verb, spec);
     else out += badVerb(verb, arg);

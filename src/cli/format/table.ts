@@ -101,10 +101,7 @@ export function isTableFormat(format: string): boolean {
   return format.startsWith('table');
 }
 
-/**
- * Renders list rows with a docker --format value: "" or "table" → defaultFormat, "json" → one JSON object a line,
- * "table ..." → header row plus aligned rows, anything else → the template once per row, each ending in "\n".
- */
+/** Renders rows with a docker --format ("", "table" → defaultFormat; "json"; "table ..." → header + aligned rows; else one line per row). */
 export function renderTable(
   format: string | null | undefined,
   rows: readonly unknown[],

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -86,6 +87,18 @@ const DEFAULT_SYMLINKS: [string, string][] = [
   ['pts/ptmx', '/dev/ptmx'],
   ['/proc/kcore', '/dev/core'],
 ];
+
+/** The capabilities this process may pass on. */
+const HOST_BOUNDING = (() => {
+  try {
+    const line = readFileSync('/proc/self/status', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('CapBnd:'));
+    return line ? BigInt(`0x${line.split(/\s+/)[1]}`) : ~0n;
+  } catch {
+    return ~0n;
+  }
+})();
 
 /** What the runtime remembers of one instance, beside its bundle, so a restarted daemon finds it. */
 interface InstanceFiles {
@@ -433,12 +446,13 @@ function processFields(
     terminal: process.terminal ?? false,
     openStdin: annotations?.['org.abode.open-stdin'] === 'true',
     noNewPrivileges: process.noNewPrivileges ?? false,
+    // No process can hold a capability its parent's bounding set lacks (e.g. CAP_SYS_RESOURCE on some hosts).
     capabilities: {
-      bounding: capabilityMask(caps.bounding ?? []),
-      effective: capabilityMask(caps.effective ?? []),
-      permitted: capabilityMask(caps.permitted ?? []),
-      inheritable: capabilityMask(caps.inheritable ?? []),
-      ambient: capabilityMask(caps.ambient ?? []),
+      bounding: capabilityMask(caps.bounding ?? []) & HOST_BOUNDING,
+      effective: capabilityMask(caps.effective ?? []) & HOST_BOUNDING,
+      permitted: capabilityMask(caps.permitted ?? []) & HOST_BOUNDING,
+      inheritable: capabilityMask(caps.inheritable ?? []) & HOST_BOUNDING,
+      ambient: capabilityMask(caps.ambient ?? []) & HOST_BOUNDING,
     },
     rlimits: (process.rlimits ?? []).map((r) => ({
       resource: RLIMITS[r.type],
