@@ -355,13 +355,16 @@ describe('abode-shim', { skip }, () => {
     assert.deepEqual(processesMentioning(`${spec.socketPath}.spec`), []);
   });
 
-  it('a missing cwd fails at step chdir', async () => {
-    const spec = runSpec(['true'], { cwd: '/nope' });
+  it('creates a missing cwd as docker does; one that cannot exist fails at step chdir', async () => {
+    const made = runSpec(['pwd'], { cwd: '/made/here' });
+    await start(made);
+    assert.equal((await shimWait(made.socketPath, made.exitPath)).exitCode, 0);
+    const spec = runSpec(['true'], { cwd: '/etc/passwd/nope' });
     await assert.rejects(start(spec), (e: unknown) => {
       assert.ok(e instanceof ShimStartError);
       assert.equal(e.step, 'chdir');
-      assert.equal(e.errno, 2);
-      assert.match(e.message, /chdir to cwd \("\/nope"\).*no such file or directory/);
+      assert.equal(e.errno, 20);
+      assert.match(e.message, /chdir to cwd \("\/etc\/passwd\/nope"\).*not a directory/);
       return true;
     });
     assert.equal(existsSync(spec.socketPath), false);
