@@ -359,12 +359,12 @@ describe('abode-shim', { skip }, () => {
     const made = runSpec(['pwd'], { cwd: '/made/here' });
     await start(made);
     assert.equal((await shimWait(made.socketPath, made.exitPath)).exitCode, 0);
-    const spec = runSpec(['true'], { cwd: '/etc/passwd/nope' });
+    const spec = runSpec(['true'], { cwd: '/bin/busybox/nope' });
     await assert.rejects(start(spec), (e: unknown) => {
       assert.ok(e instanceof ShimStartError);
       assert.equal(e.step, 'chdir');
       assert.equal(e.errno, 20);
-      assert.match(e.message, /chdir to cwd \("\/etc\/passwd\/nope"\).*not a directory/);
+      assert.match(e.message, /chdir to cwd \("\/bin\/busybox\/nope"\).*not a directory/);
       return true;
     });
     assert.equal(existsSync(spec.socketPath), false);
