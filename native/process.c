@@ -293,7 +293,8 @@ _Noreturn void child_run(struct child_ctx *c) {
   reset_signals();
   setup_stdio(c);
   umask(0);
-  if (join_cgroups(c->spec, &err) < 0 || prepare_container(c->spec, &err) < 0)
+  /* An empty rootfs runs the process in the host's file system (a VMM, an external OCI runtime). */
+  if (join_cgroups(c->spec, &err) < 0 || (c->spec->rootfs[0] && prepare_container(c->spec, &err) < 0))
     report(c, &err);
   if (c->spec->init)
     run_init(c);

@@ -82,7 +82,10 @@ export interface ShimSpec {
   namespaces: number;
   /** Namespaces to join instead of creating: CLONE_NEW* type and a path (/proc/PID/ns/net, a bind-mounted netns). */
   joinNamespaces: { type: number; path: string }[];
-  /** Absolute host path of the prepared root file system (e.g. a mounted overlay). */
+  /**
+   * Absolute host path of the prepared root file system (e.g. a mounted overlay). Empty: the process runs
+   * in the host's file system under the monitor (QEMU for a VM, an external OCI runtime), with no mounts.
+   */
   rootfs: string;
   readonlyRootfs: boolean;
   /** Mounts performed in order inside the new mount namespace, before pivot_root. */
