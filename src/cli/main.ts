@@ -16,12 +16,13 @@ import {
 import { registerResources } from './commands/resources.js';
 import { collect, type RunFlags } from './options.js';
 
-/** Engine errors from run/create exit 125/126/127 as docker's; other commands exit 1. */
+/** As docker: run/create exit 125/126/127 on errors, exec 126/127 when its command fails, others exit 1. */
 function report(error: unknown, command: string): number {
   if (error instanceof AbodeError) {
     const runLike = command === 'run' || command === 'create';
-    process.stderr.write(`abode: ${runLike ? '' : 'Error: '}${error.message}\n`);
-    return runLike ? error.exitCode : 1;
+    const execFailed = command === 'exec' && error.exitCode !== 125;
+    process.stderr.write(`abode: ${runLike || execFailed ? '' : 'Error: '}${error.message}\n`);
+    return runLike || execFailed ? error.exitCode : 1;
   }
   process.stderr.write(`abode: ${(error as Error)?.message ?? String(error)}\n`);
   return command === 'run' ? 125 : 1;

@@ -74,8 +74,13 @@ export interface Runtime {
   /** A stream of docker stdcopy frames (stream 1/2; 3 carries the exit record) and, with stdin, input. */
   attach(id: string, opts: { stdin: boolean }): Promise<Duplex>;
   resize(id: string, rows: number, cols: number): Promise<void>;
-  /** Prepares a process inside the running instance. */
-  exec(id: string, execId: string, process: OciProcess): Promise<ExecHandle>;
+  /** Prepares a process inside the running instance (held until its handle's start). */
+  exec(
+    id: string,
+    execId: string,
+    process: OciProcess,
+    options?: { openStdin?: boolean },
+  ): Promise<ExecHandle>;
   stats(id: string): Promise<ResourceStats>;
   /** Host pids of the instance's processes. */
   pids(id: string): Promise<number[]>;

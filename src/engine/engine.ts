@@ -488,14 +488,19 @@ export class Engine extends EventEmitter {
     const runtime = this.runtime(record);
     const spec = JSON.parse(await readFile(join(this.instanceDir(record.id), 'config.json'), 'utf8'));
     const id = newId();
-    const handle = await runtime.exec(record.id, id, {
-      ...spec.process,
-      terminal: options.tty,
-      args: options.cmd,
-      env: mergeEnv(spec.process.env, options.env, options.tty ? { TERM: 'xterm' } : {}),
-      cwd: options.workdir || spec.process.cwd,
-      user: { uid: 0, gid: 0, username: options.user ?? spec.process.user.username ?? '' },
-    });
+    const handle = await runtime.exec(
+      record.id,
+      id,
+      {
+        ...spec.process,
+        terminal: options.tty,
+        args: options.cmd,
+        env: mergeEnv(spec.process.env, options.env, options.tty ? { TERM: 'xterm' } : {}),
+        cwd: options.workdir || spec.process.cwd,
+        user: { uid: 0, gid: 0, username: options.user ?? spec.process.user.username ?? '' },
+      },
+      { openStdin: options.openStdin },
+    );
     this.execs.set(id, { id, instanceId: record.id, handle, options, running: false });
     return id;
   }

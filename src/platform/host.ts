@@ -87,7 +87,7 @@ export async function instanceResolvConf(): Promise<string> {
 export async function accelerator(): Promise<{ name: 'kvm' | 'tcg'; reason: string }> {
   const cpuinfo = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
   const hasFlags = /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo);
-  const pvm = await readFile('/sys/module/kvm_pvm/initstate', 'utf8').then(
+  const pvm = await access('/sys/module/kvm_pvm').then(
     () => true,
     () => false,
   );

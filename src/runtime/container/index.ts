@@ -307,7 +307,12 @@ export class ContainerRuntime implements Runtime {
     await shimRequest(files.socketPath, `resize ${rows} ${cols}`);
   }
 
-  async exec(id: string, execId: string, process: OciProcess): Promise<ExecHandle> {
+  async exec(
+    id: string,
+    execId: string,
+    process: OciProcess,
+    options: { openStdin?: boolean } = {},
+  ): Promise<ExecHandle> {
     const files = await this.files(id);
     const bundleSpec = JSON.parse(await readFile(join(files.bundleDir, 'config.json'), 'utf8')) as OciSpec;
     const rootfs = `/proc/${files.pid}/root`;
@@ -320,6 +325,7 @@ export class ContainerRuntime implements Runtime {
       mode: 'exec',
       id: execId,
       ...processFields(process, user, bundleSpec.annotations, bundleSpec.linux.seccomp),
+      openStdin: options.openStdin ?? false,
       init: false,
       namespaces: 0,
       joinNamespaces: [],
