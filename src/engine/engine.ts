@@ -256,7 +256,9 @@ export class Engine extends EventEmitter {
       const dir = this.instanceDir(current.id);
       const image = await this.options.images.resolve(current.imageId);
       const spec = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
-      const rootfs = await this.options.snapshotter.prepare(current.id, image);
+      // A restart keeps the instance's file system: reuse its snapshot when it has one.
+      const snapshots = this.options.snapshotter;
+      const rootfs = await snapshots.mounts(current.id).catch(() => snapshots.prepare(current.id, image));
       const logPath = join(dir, 'container.log');
       await rm(join(dir, 'exit.json'), { force: true });
       await runtime.delete(current.id);

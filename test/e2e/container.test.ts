@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Abode, hostSnapshot } from './harness.js';
@@ -161,6 +161,66 @@ describe('isolation inside a container', () => {
   });
 });
 
+describe('security options', () => {
+  test('--cap-drop and --cap-add change what the process may do', () => {
+    const dropped = abode.run(['run', '--rm', '--cap-drop', 'CHOWN', 'busybox', 'chown', 'nobody', '/tmp']);
+    assert.notEqual(dropped.code, 0);
+    assert.match(dropped.stderr, /Operation not permitted/);
+    assert.equal(ok(['run', '--rm', 'busybox', 'chown', 'nobody', '/tmp']), '');
+    const added = ok([
+      'run',
+      '--rm',
+      '--cap-add',
+      'SYS_ADMIN',
+      'busybox',
+      'sh',
+      '-c',
+      'mkdir -p /m && mount -t tmpfs none /m && echo mounted',
+    ]);
+    assert.equal(added.trim(), 'mounted');
+    const unknown = abode.run(['run', '--rm', '--cap-add', 'NOT_A_CAP', 'busybox', 'true']);
+    assert.equal(unknown.code, 125);
+    assert.match(unknown.stderr, /NOT_A_CAP/);
+  });
+
+  test('--security-opt seccomp=PROFILE.json applies a docker-format profile', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'abode-seccomp-'));
+    const profile = join(dir, 'deny-mkdir.json');
+    writeFileSync(
+      profile,
+      JSON.stringify({
+        defaultAction: 'SCMP_ACT_ALLOW',
+        syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 }],
+      }),
+    );
+    try {
+      const denied = abode.run([
+        'run',
+        '--rm',
+        '--security-opt',
+        `seccomp=${profile}`,
+        'busybox',
+        'mkdir',
+        '/tmp/x',
+      ]);
+      assert.notEqual(denied.code, 0);
+      assert.match(denied.stderr, /Permission denied/);
+      const missing = abode.run([
+        'run',
+        '--rm',
+        '--security-opt',
+        'seccomp=/no/such.json',
+        'busybox',
+        'true',
+      ]);
+      assert.equal(missing.code, 125);
+      assert.match(missing.stderr, /no\/such\.json/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('exit codes and signals', () => {
   test("the process's exit code is abode's", () => {
     assert.equal(abode.run(['run', '--rm', 'busybox', 'sh', '-c', 'exit 3']).code, 3);
@@ -203,6 +263,21 @@ describe('exit codes and signals', () => {
     ok(['stop', '-t', '1', stubborn]);
     assert.equal(ok(['inspect', '--format', '{{.State.ExitCode}}', stubborn]).trim(), '137');
     ok(['rm', id, stubborn]);
+  });
+
+  test('signals sent to an attached run reach the process (docker --sig-proxy)', async () => {
+    const running = abode.runAsync(['run', '--rm', '--init', 'busybox', 'sh', '-c', 'echo ready; sleep 30']);
+    let id = '';
+    for (let i = 0; i < 100 && !id; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      id = abode.run(['ps', '-q']).stdout.trim();
+    }
+    assert.ok(id, 'the instance did not start');
+    const cli = readFileSync('/proc/self/status', 'utf8') ? findCli(id) : 0;
+    assert.ok(cli > 0, 'no attached CLI process found');
+    process.kill(cli, 'SIGTERM');
+    const result = await running;
+    assert.equal(result.code, 143);
   });
 
   test('--init reaps and forwards signals', () => {
@@ -257,6 +332,9 @@ describe('lifecycle', () => {
     assert.equal(started.stdout, 'ran\n');
     assert.equal(started.code, 4);
     ok(['rename', 'job', 'job2']);
+    ok(['restart', 'job2']);
+    assert.equal(ok(['inspect', '--format', '{{.RestartCount}}', 'job2']).trim(), '1');
+    assert.match(ok(['logs', 'job2']), /^ran\nran\n$/);
     assert.equal(ok(['wait', 'job2']).trim(), '4');
     ok(['container', 'prune', '-f']);
     assert.equal(ok(['ps', '-aq']).trim(), '');
@@ -325,3 +403,23 @@ describe('the daemon', () => {
     ok(['rm', 'runner', 'quitter']);
   });
 });
+
+/** The pid of the attached `abode run` CLI process of this test's root. */
+function findCli(_id: string): number {
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+      if (
+        cmdline.some((a) => a.endsWith('cli/main.js')) &&
+        cmdline.includes('run') &&
+        environ.includes(abode.root)
+      ) {
+        return Number(pid);
+      }
+    } catch {
+      // gone
+    }
+  }
+  return 0;
+}
