@@ -7,11 +7,7 @@ import { join } from 'node:path';
 import { Abode } from './harness.js';
 
 const abode = new Abode();
-const ok = (args: string[], input?: string) => {
-  const result = abode.run(args, { input });
-  assert.equal(result.code, 0, `abode ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
-  return result.stdout;
-};
+const ok = (args: string[], input?: string) => abode.ok(args, input);
 
 before(() => {
   ok(['run', '--rm', 'busybox', 'true']);

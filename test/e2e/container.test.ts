@@ -6,11 +6,7 @@ import { join } from 'node:path';
 import { Abode, hostSnapshot } from './harness.js';
 
 const abode = new Abode();
-const ok = (args: string[], input?: string) => {
-  const result = abode.run(args, { input });
-  assert.equal(result.code, 0, `abode ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
-  return result.stdout;
-};
+const ok = (args: string[], input?: string) => abode.ok(args, input);
 
 before(() => {
   // The first run builds the busybox image and starts the daemon.

@@ -1,4 +1,5 @@
 /** Drives the CLI as a user types it, against a throw-away state root with its own daemon. */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,6 +37,13 @@ export class Abode {
       timeout: options.timeoutMs ?? 60_000,
     });
     return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  /** Runs `abode ARGS`, fails the test unless it exits 0, and returns its stdout. */
+  ok(args: string[], input?: string): string {
+    const result = this.run(args, { input });
+    assert.equal(result.code, 0, `abode ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
+    return result.stdout;
   }
 
   /** As run, without blocking the event loop (for commands that run while others act). */
