@@ -22,6 +22,7 @@ export interface RunFlags {
   hostname?: string;
   readOnly?: boolean;
   isolation?: string;
+  runtime?: string;
   rm?: boolean;
   detach?: boolean;
   interactive?: boolean;
@@ -137,6 +138,7 @@ export async function toCreateOptions(
     labels,
     ulimits: flags.ulimit ?? [],
     ...(flags.name !== undefined ? { name: flags.name } : {}),
+    ...(flags.runtime !== undefined ? { runtime: flags.runtime } : {}),
     ...(flags.workdir !== undefined ? { workdir: flags.workdir } : {}),
     ...(flags.user !== undefined ? { user: flags.user } : {}),
     ...(flags.hostname !== undefined ? { hostname: flags.hostname } : {}),

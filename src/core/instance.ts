@@ -37,6 +37,8 @@ export interface CreateOptions {
   tmpfs: string[];
   init: boolean;
   isolation: Isolation;
+  /** --runtime: the runtime by name (`container`, `oci:runc`); default: the one of `isolation`. */
+  runtime?: string;
   autoRemove: boolean;
   labels: Record<string, string>;
   stopSignal?: string;

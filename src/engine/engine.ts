@@ -122,7 +122,11 @@ export class Engine extends EventEmitter {
     if (options.name !== undefined && !NAME_PATTERN.test(options.name)) {
       problems.push(`Invalid container name (${options.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
     }
-    if (!this.options.runtimes[options.isolation]) {
+    if (options.runtime !== undefined && !this.options.runtimes[options.runtime]) {
+      problems.push(
+        `unknown runtime "${options.runtime}": this daemon offers ${Object.keys(this.options.runtimes).join(', ')}`,
+      );
+    } else if (options.runtime === undefined && !this.options.runtimes[options.isolation]) {
       problems.push(
         `invalid isolation "${options.isolation}": this daemon offers ${Object.keys(this.options.runtimes).join(', ')}`,
       );
@@ -140,7 +144,7 @@ export class Engine extends EventEmitter {
       image: options.image,
       imageId: image.id,
       isolation: options.isolation,
-      runtime: options.isolation,
+      runtime: options.runtime ?? options.isolation,
       path: args[0],
       args: args.slice(1),
       options,

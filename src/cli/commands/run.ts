@@ -24,6 +24,10 @@ export function addCreateFlags(command: Command): Command {
     .option('-h, --hostname <name>', 'instance host name')
     .option('--read-only', 'mount the root file system read-only')
     .option('--isolation <kind>', 'container (shared kernel) or vm (own kernel)', 'container')
+    .option(
+      '--runtime <name>',
+      "runtime for a container: container (abode's own) or oci:<binary> such as oci:runc",
+    )
     .option('-i, --interactive', 'keep stdin open')
     .option('-t, --tty', 'allocate a pseudo-terminal')
     .option('--privileged', 'give all capabilities and no seccomp or masked paths')
