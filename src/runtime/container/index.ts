@@ -466,7 +466,7 @@ function processFields(
       hard: BigInt(r.hard),
     })),
     init: annotations?.['org.abode.init'] === 'true',
-    ...(seccomp ? { seccomp: compileSeccomp(seccomp) } : {}),
+    ...(seccomp ? { seccomp: compiledSeccomp(seccomp) } : {}),
     ...(process.oomScoreAdj !== undefined ? { oomScoreAdj: process.oomScoreAdj } : {}),
   };
 }
@@ -496,4 +496,18 @@ function fromShimExit(record: ShimExit): ExitStatus {
 function signalName(signal: number): NodeJS.Signals {
   const found = Object.entries(constants.signals).find(([, n]) => n === signal);
   return (found?.[0] ?? 'SIGKILL') as NodeJS.Signals;
+}
+
+const seccompCache = new Map<string, Buffer>();
+
+/** Compiles a profile once: most instances share docker's default profile. */
+function compiledSeccomp(profile: OciSeccomp): Buffer {
+  const key = JSON.stringify(profile);
+  let program = seccompCache.get(key);
+  if (!program) {
+    program = compileSeccomp(profile);
+    if (seccompCache.size >= 32) seccompCache.delete(seccompCache.keys().next().value as string);
+    seccompCache.set(key, program);
+  }
+  return program;
 }
