@@ -7,6 +7,8 @@ import { createOptions } from '../core/instance.js';
 import { AbodeError, InternalError, InvalidArgumentError } from '../core/errors.js';
 import { Router, readJson, sendError, sendJson, type RequestContext } from './router.js';
 import { inspectView, summaryView } from './views.js';
+import { registerArchiveRoutes } from './archive.js';
+import { registerRegistryRoutes } from './registry.js';
 
 export interface ApiServices {
   engine: Engine;
@@ -38,6 +40,8 @@ export function buildRouter(s: ApiServices): Router {
   r.on('GET', '/_ping', () => 'OK');
   r.on('GET', '/version', () => s.version());
   r.on('GET', '/info', () => s.info());
+  registerArchiveRoutes(r, e);
+  registerRegistryRoutes(r, s.images);
 
   r.on('POST', '/instances', async (ctx) => {
     const body = (await ctx.body()) as Partial<CreateOptions>;
