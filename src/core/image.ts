@@ -74,6 +74,18 @@ export interface ImageService {
   tag(source: string, target: string): Promise<void>;
   /** docker rmi: untags or deletes; returns lines like `Untagged: busybox:latest`, `Deleted: sha256:…`. */
   remove(ref: string, opts: RemoveOptions): Promise<string[]>;
+  /** Pulls `ref` (tag or digest) from its registry with its layers; errors name the registry, repository and blob, and nothing half-written is committed. Credentials come from `ROOT/auth.json`. */
+  pull(ref: string, opts: PullOptions, onProgress: (e: ProgressEvent) => void): Promise<ImageRecord>;
+  /** Pushes a local image to the registry its name points at; returns the tag and the pushed manifest's digest and size. */
+  push(
+    ref: string,
+    opts: PushOptions,
+    onProgress: (e: ProgressEvent) => void,
+  ): Promise<{ tag: string; digest: string; size: number }>;
+  /** Checks credentials against `server` (`host[:port]`; empty for docker.io) and stores them (docker's config.json format, mode 0600); returns the server key. */
+  login(server: string, opts: LoginOptions): Promise<string>;
+  /** Forgets the stored credentials of `server`; NotFoundError when there were none; returns the server key. */
+  logout(server: string): Promise<string>;
 }
 
 /** Turns an image's layers into a root file system for one instance, keyed by an instance-chosen key. */
@@ -88,4 +100,34 @@ export interface Snapshotter {
   usage(key: string): Promise<number>;
   /** Keys of all snapshots. */
   list(): Promise<string[]>;
+}
+
+/** One progress event of a pull or push, as docker's JSON messages: per-layer `id` + `status`, or a global line. */
+export interface ProgressEvent {
+  /** Short blob id (12 hex) for per-layer lines; absent for global lines (`Digest: …`, `Status: …`). */
+  id?: string;
+  /** `Pulling fs layer`, `Downloading`, `Download complete`, `Extracting`, `Pull complete`, `Already exists`, `Pushing`, `Pushed`, `Layer already exists`, `Mounted from …`, or a global line. */
+  status: string;
+  /** Bytes done and total for `Downloading` / `Pushing`. */
+  progress?: { current: number; total: number };
+}
+
+/** Options of ImageService.pull. */
+export interface PullOptions {
+  /** `os/arch[/variant]`; default linux/amd64 (the host's). */
+  platform?: string;
+  /** false: accept any TLS certificate and fall back to plain http. localhost/127.0.0.1 registries may always be http. */
+  tlsVerify?: boolean;
+}
+
+/** Options of ImageService.push. */
+export interface PushOptions {
+  tlsVerify?: boolean;
+}
+
+/** Options of ImageService.login. */
+export interface LoginOptions {
+  username: string;
+  password: string;
+  tlsVerify?: boolean;
 }

@@ -5,8 +5,23 @@ import { join } from 'node:path';
 import { createGzip, gzipSync } from 'node:zlib';
 import { isDigest, sha256Digest, shortId, type Digest } from '../core/digest.js';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../core/errors.js';
-import type { ImageConfig, ImageRecord, ImageService, ImportOptions, RemoveOptions } from '../core/image.js';
+import type {
+  ImageConfig,
+  ImageRecord,
+  ImageService,
+  ImportOptions,
+  LoginOptions,
+  ProgressEvent,
+  PullOptions,
+  PushOptions,
+  RemoveOptions,
+} from '../core/image.js';
+import { CredentialStore, DOCKER_HUB_KEY, serverKey } from './registry/auth.js';
+import { RegistryClient } from './registry/client.js';
+import { pullImage, type PullContext } from './registry/pull.js';
+import { pushImage, type PushContext } from './registry/push.js';
 import {
+  DEFAULT_DOMAIN,
   familiarString,
   formatReference,
   parseNormalizedTagged,
@@ -83,9 +98,17 @@ export class LocalImageService implements ImageService {
   private readonly loaded = new Map<string, LoadedImage>();
   private readonly building = new Map<string, Promise<void>>();
   private readonly builtins: Record<string, BuiltinBuilder>;
+  /** Registry credentials: `ROOT/auth.json`, docker's config.json format, mode 0600. */
+  private readonly credentials: CredentialStore;
+  /** Tuning of pulls and pushes (tests shrink chunk sizes and retry delays). */
+  readonly registryOptions: Partial<
+    Pick<PullContext, 'concurrency' | 'attempts' | 'retryDelayMs' | 'timeoutMs'> &
+      Pick<PushContext, 'chunkSize'>
+  > = {};
 
   constructor(private readonly o: LocalImageServiceOptions) {
     this.builtins = o.builtins ?? { [BUSYBOX_REF]: buildBusybox };
+    this.credentials = new CredentialStore(join(o.root, 'auth.json'));
   }
 
   /** The content store images are kept in (for pull and build). */
@@ -141,6 +164,8 @@ export class LocalImageService implements ImageService {
       if (parsed.digest) {
         const name = referenceName(parsed);
         for (const [id, img] of Object.entries(doc.images)) {
+          if (img.repoDigests.includes(`${name}@${parsed.digest}`))
+            return { id: id as Digest, via: 'digest', ref: `${name}@${parsed.digest}` };
           if (img.manifest.digest !== parsed.digest) continue;
           const named =
             img.repoDigests.includes(`${name}@${parsed.digest}`) ||
@@ -413,5 +438,143 @@ export class LocalImageService implements ImageService {
       if (!blobs.has(d)) await this.o.content.delete(d);
     }
     return lines;
+  }
+
+  /** docker pull: see ImageService.pull; the manifest is stored as the registry sent it, so its digest stays. */
+  async pull(ref: string, opts: PullOptions, onProgress: (e: ProgressEvent) => void): Promise<ImageRecord> {
+    const parsed = parseNormalizedTagged(ref);
+    const pulled = await pullImage(
+      {
+        content: this.o.content,
+        layers: this.o.layers,
+        credentials: await this.credentials.get(parsed.domain),
+        tlsVerify: opts.tlsVerify,
+        ...this.registryOptions,
+      },
+      parsed,
+      opts.platform,
+      onProgress,
+    );
+    if (pulled.index) await this.o.content.write(pulled.index.bytes, pulled.index.descriptor);
+    await this.o.content.write(pulled.config.bytes, { digest: pulled.config.digest });
+    await this.o.content.write(pulled.manifest.bytes, pulled.manifest.descriptor);
+    const id = pulled.config.digest;
+    const name = referenceName(parsed);
+    const key = parsed.tag !== undefined ? formatReference(parsed) : undefined;
+    let upToDate = false;
+    await this.o.store.update((doc) => {
+      const prev = doc.images[id];
+      const repoDigest = `${name}@${pulled.digest}`;
+      upToDate =
+        prev !== undefined &&
+        prev.manifest.digest === pulled.manifest.descriptor.digest &&
+        (key ? doc.refs[key] === id : prev.repoDigests.includes(repoDigest));
+      doc.images[id] = {
+        manifest: pulled.manifest.descriptor,
+        repoDigests: [...new Set([...(prev?.repoDigests ?? []), repoDigest])],
+        added: prev?.added ?? new Date().toISOString(),
+      };
+      if (key) doc.refs[key] = id;
+    });
+    onProgress({ status: `Digest: ${pulled.digest}` });
+    const shown = familiarString(parsed);
+    onProgress({
+      status: upToDate
+        ? `Status: Image is up to date for ${shown}`
+        : `Status: Downloaded newer image for ${shown}`,
+    });
+    return this.toRecord(await this.o.store.read(), id);
+  }
+
+  /** docker push: see ImageService.push; records `name@digest` as a repo digest afterwards. */
+  async push(
+    ref: string,
+    opts: PushOptions,
+    onProgress: (e: ProgressEvent) => void,
+  ): Promise<{ tag: string; digest: string; size: number }> {
+    const parsed = parseNormalizedTagged(ref);
+    if (parsed.digest || parsed.tag === undefined)
+      throw new InvalidArgumentError(`cannot push a digest reference: ${ref}`);
+    const tag = parsed.tag;
+    const key = formatReference(parsed);
+    if (!(await this.o.store.read()).refs[key] && this.builtinFor(key)) await this.buildBuiltin(key);
+    const doc = await this.o.store.read();
+    const id = doc.refs[key] as Digest | undefined;
+    if (!id || !doc.images[id])
+      throw new NotFoundError(`An image does not exist locally with the tag: ${familiarString(parsed)}`);
+    const img = await this.load(doc, id);
+    // Which other repositories of the same registry hold each blob (for cross-repo mounts).
+    const holders = new Map<string, Set<string>>();
+    for (const other of Object.keys(doc.images)) {
+      const o = await this.load(doc, other as Digest).catch(() => undefined);
+      if (!o) continue;
+      const repos = new Set<string>();
+      const names = [
+        ...Object.keys(doc.refs).filter((r) => doc.refs[r] === other),
+        ...o.stored.repoDigests.map((d) => d.split('@')[0]!),
+      ];
+      for (const n of names) {
+        try {
+          const r = parseNormalizedTagged(n);
+          if (r.domain === parsed.domain) repos.add(r.path);
+        } catch {
+          // not a reference
+        }
+      }
+      for (const d of [o.id, ...o.manifest.layers.map((l) => l.digest)]) {
+        const set = holders.get(d) ?? new Set<string>();
+        for (const r of repos) set.add(r);
+        holders.set(d, set);
+      }
+    }
+    const pushed = await pushImage(
+      {
+        content: this.o.content,
+        credentials: await this.credentials.get(parsed.domain),
+        tlsVerify: opts.tlsVerify,
+        ...this.registryOptions,
+      },
+      { ...parsed, tag },
+      {
+        manifestBytes: await this.o.content.read(img.stored.manifest.digest),
+        manifestMediaType: img.stored.manifest.mediaType,
+        config: img.manifest.config,
+        layers: img.manifest.layers,
+        mountFrom: (d) => [...(holders.get(d) ?? [])].filter((r) => r !== parsed.path),
+      },
+      onProgress,
+    );
+    await this.o.store.update((d) => {
+      const stored = d.images[id];
+      if (stored && isDigest(pushed.digest)) {
+        const rd = `${referenceName(parsed)}@${pushed.digest}`;
+        if (!stored.repoDigests.includes(rd)) stored.repoDigests.push(rd);
+      }
+    });
+    onProgress({ status: `${tag}: digest: ${pushed.digest} size: ${pushed.size}` });
+    return { tag, ...pushed };
+  }
+
+  /** docker login: the credentials must work against the registry before they are stored. */
+  async login(server: string, opts: LoginOptions): Promise<string> {
+    const key = serverKey(server);
+    if (!opts.username) throw new InvalidArgumentError('a username is required');
+    if (!opts.password) throw new InvalidArgumentError('a password is required');
+    const client = await RegistryClient.open(key === DOCKER_HUB_KEY ? DEFAULT_DOMAIN : key, {
+      credentials: { username: opts.username, password: opts.password },
+      tlsVerify: opts.tlsVerify,
+      scopes: [],
+      ...(this.registryOptions.timeoutMs ? { timeoutMs: this.registryOptions.timeoutMs } : {}),
+    });
+    await client.verifyLogin();
+    await this.credentials.set(key, { username: opts.username, password: opts.password });
+    return key;
+  }
+
+  /** docker logout. */
+  async logout(server: string): Promise<string> {
+    const key = serverKey(server);
+    if (!(await this.credentials.remove(key))) throw new NotFoundError(`Not logged in to ${server || key}`);
+    return key;
   }
 }
