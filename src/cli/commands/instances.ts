@@ -257,7 +257,66 @@ export async function topCommand(ref: string): Promise<number> {
   return 0;
 }
 
+/** ps, inspect, logs, exec, stats, top and the lifecycle verbs. */
 export function registerLifecycle(program: Command, run: (work: () => Promise<number>) => void): void {
+  program
+    .command('ps')
+    .description('List instances')
+    .option('-a, --all', 'show all instances (default shows just running)')
+    .option('-q, --quiet', 'only ids')
+    .option('--no-trunc', 'do not truncate output')
+    .option('--format <template>', 'Go template, e.g. "{{.Names}}" or "table {{.ID}}\\t{{.Status}}"')
+    .addHelpText('after', '\nExamples:\n  abode ps -a\n  abode ps --format "{{.Names}} {{.Status}}"')
+    .action((flags) => run(() => psCommand({ ...flags, noTrunc: flags.trunc === false })));
+  program
+    .command('inspect')
+    .description('Show instances (or images, volumes) in detail as JSON')
+    .argument('<name...>')
+    .option('-f, --format <template>', 'Go template, e.g. "{{.State.ExitCode}}"')
+    .option('--type <type>', 'container, image or volume')
+    .addHelpText('after', '\nExample:\n  abode inspect --format "{{.State.OOMKilled}}" web')
+    .action((refs: string[], flags) => run(() => inspectCommand(refs, flags)));
+  program
+    .command('logs')
+    .description("Show an instance's output (stdout and stderr kept apart)")
+    .argument('<instance>')
+    .option('-f, --follow', 'follow the output')
+    .option('-n, --tail <lines>', 'lines from the end ("all" for every line)')
+    .option('-t, --timestamps', 'show timestamps')
+    .addHelpText('after', '\nExample:\n  abode logs -f --tail 10 web')
+    .action((ref: string, flags) => run(() => logsCommand(ref, flags)));
+  program
+    .command('exec')
+    .description('Run a command in a running instance')
+    .argument('<instance>')
+    .argument('<command...>')
+    .passThroughOptions()
+    .option('-i, --interactive', 'keep stdin open')
+    .option('-t, --tty', 'allocate a pseudo-terminal')
+    .option('-d, --detach', 'run in the background')
+    .option('-e, --env <KEY=VALUE>', 'set an environment variable (repeatable)', collect)
+    .option('-u, --user <user[:group]>', 'user name or uid')
+    .option('-w, --workdir <dir>', 'working directory')
+    .addHelpText('after', '\nExamples:\n  abode exec web ps\n  abode exec -it web sh')
+    .action((ref: string, command: string[], flags) => run(() => execCommand(ref, command, flags)));
+  program
+    .command('stats')
+    .description('Show CPU, memory and process use of instances')
+    .argument('[instance...]')
+    .option('-a, --all', 'all instances (default running)')
+    .option('--no-stream', 'print once and exit')
+    .option('--format <template>', 'Go template')
+    .addHelpText('after', '\nExample:\n  abode stats --no-stream web')
+    .action((refs: string[], flags) =>
+      run(() => statsCommand(refs, { ...flags, noStream: flags.stream === false })),
+    );
+  program
+    .command('top')
+    .description("Show an instance's processes")
+    .argument('<instance>')
+    .addHelpText('after', '\nExample:\n  abode top web')
+    .action((ref: string) => run(() => topCommand(ref)));
+
   program
     .command('stop')
     .description('Stop running instances (the stop signal, then SIGKILL after the timeout)')

@@ -144,3 +144,47 @@ export async function forEach(
   }
   return failed ? 1 : 0;
 }
+
+type Run = (work: () => Promise<number>) => void;
+
+/** run, create and start. */
+export function registerRun(program: Command, run: Run): void {
+  addCreateFlags(
+    program
+      .command('run')
+      .description('Create and start an instance from an image')
+      .argument('<image>')
+      .argument('[command...]')
+      .passThroughOptions()
+      .option('-d, --detach', 'run in the background and print the id')
+      .option('--rm', 'remove the instance when it exits'),
+  )
+    .addHelpText(
+      'after',
+      '\nExamples:\n  abode run --rm busybox echo hello\n  abode run -it busybox sh\n  abode run -d --name web --memory 64m busybox httpd -f\n  abode run --rm --isolation vm busybox uname -r',
+    )
+    .action((image: string, command: string[], flags: RunFlags) =>
+      run(() => runCommand(image, command, flags)),
+    );
+  addCreateFlags(
+    program
+      .command('create')
+      .description('Create an instance without starting it')
+      .argument('<image>')
+      .argument('[command...]')
+      .passThroughOptions()
+      .option('--rm', 'remove the instance when it exits'),
+  )
+    .addHelpText('after', '\nExample:\n  abode create --name job busybox echo hi && abode start -a job')
+    .action((image: string, command: string[], flags: RunFlags) =>
+      run(() => createCommand(image, command, flags)),
+    );
+  program
+    .command('start')
+    .description('Start created or stopped instances')
+    .argument('<instance...>')
+    .option('-a, --attach', 'attach stdout/stderr and forward signals')
+    .option('-i, --interactive', 'attach stdin')
+    .addHelpText('after', '\nExample:\n  abode start -a job')
+    .action((refs: string[], flags) => run(() => startCommand(refs, flags)));
+}
