@@ -36,6 +36,8 @@ export interface RunFlags {
   stopSignal?: string;
   stopTimeout?: string;
   ulimit?: string[];
+  pull?: string;
+  platform?: string;
 }
 
 /** Turns docker's run/create flags into CreateOptions, reporting every bad value at once. */
@@ -76,6 +78,9 @@ export async function toCreateOptions(
         `invalid argument "${flags.cpus}" for "--cpus" flag: failed to parse ${flags.cpus} as a rational number`,
       );
     }
+  }
+  if (flags.pull !== undefined && !['missing', 'always', 'never'].includes(flags.pull)) {
+    problems.push(`invalid pull option: '${flags.pull}': must be one of "always", "missing" or "never"`);
   }
   const isolation = (flags.isolation ?? 'container') as Isolation;
   if (isolation !== 'container' && isolation !== 'vm') {

@@ -4,6 +4,7 @@ import { collect, toCreateOptions, type RunFlags } from '../options.js';
 import { relay } from '../attach.js';
 import { AbodeError } from '../../core/errors.js';
 import type { Client } from '../../client/client.js';
+import { pullImage } from './registry.js';
 
 /** The flags run and create share (docker's names). */
 export function addCreateFlags(command: Command): Command {
@@ -42,7 +43,9 @@ export function addCreateFlags(command: Command): Command {
     .option('-l, --label <key=value>', 'set a label (repeatable)', collect)
     .option('--stop-signal <signal>', 'signal to stop the instance', undefined)
     .option('--stop-timeout <seconds>', 'seconds to wait before killing on stop')
-    .option('--ulimit <name=soft[:hard]>', 'set a resource limit (repeatable)', collect);
+    .option('--ulimit <name=soft[:hard]>', 'set a resource limit (repeatable)', collect)
+    .option('--pull <policy>', 'pull the image: missing (default), always or never', 'missing')
+    .option('--platform <os/arch>', 'platform of the image to pull');
 }
 
 async function createInstance(
@@ -52,8 +55,21 @@ async function createInstance(
   flags: RunFlags,
 ): Promise<string> {
   const options = await toCreateOptions(image, command, flags);
-  const created = await client.call<{ Id: string }>('POST', '/instances', { body: options });
-  return created.Id;
+  const pull = () => pullImage(client, image, { platform: flags.platform }, process.stderr);
+  if (flags.pull === 'always') await pull();
+  try {
+    return (await client.call<{ Id: string }>('POST', '/instances', { body: options })).Id;
+  } catch (error) {
+    // docker's behaviour: an image that is not here is pulled, then the instance is created.
+    const missing =
+      error instanceof AbodeError &&
+      error.code === 'not_found' &&
+      /^Unable to find image/.test(error.message);
+    if (!missing || flags.pull === 'never' || flags.pull === 'always') throw error;
+    process.stderr.write(`${error.message}\n`);
+    await pull();
+    return (await client.call<{ Id: string }>('POST', '/instances', { body: options })).Id;
+  }
 }
 
 /** docker run: create, attach (unless -d), start; the exit code is the process's. */
