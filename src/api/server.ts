@@ -67,13 +67,15 @@ export function buildRouter(s: ApiServices): Router {
       stream = await e.attach(record.id, { stdin: flag(ctx.query, 'stdin') });
     });
     if (!stream) throw new InternalError('attach failed');
-    splice(ctx.upgrade(), stream);
+    const id = ctx.params.id;
+    splice(ctx.upgrade(), stream, () => settled(e, id));
     return undefined;
   });
   r.on('POST', '/instances/:id/attach', async (ctx) => {
     if (!ctx.upgrade) throw new InvalidArgumentError('attach needs an Upgrade request');
     const stream = await e.attach(ctx.params.id, { stdin: flag(ctx.query, 'stdin') });
-    splice(ctx.upgrade(), stream);
+    const id = ctx.params.id;
+    splice(ctx.upgrade(), stream, () => settled(e, id));
     return undefined;
   });
   r.on('POST', '/instances/:id/stop', async (ctx) => {
@@ -222,10 +224,25 @@ function randomVolumeName(): string {
   return [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-/** Joins a client connection and an instance stream both ways, passing half-closes on. */
-function splice(client: Duplex, stream: Duplex): void {
+/** Resolves once the engine has recorded the instance's exit (and removed it, with --rm). */
+async function settled(e: Engine, id: string): Promise<void> {
+  try {
+    await e.wait(id);
+  } catch {
+    // already removed
+  }
+}
+
+/**
+ * Joins a client connection and an instance stream both ways, passing half-closes on. With `beforeEnd`, the
+ * client's stream ends only once it resolves, so a client that saw the exit frame needs no wait call.
+ */
+function splice(client: Duplex, stream: Duplex, beforeEnd?: () => Promise<void>): void {
   client.pipe(stream);
-  stream.pipe(client);
+  if (beforeEnd) {
+    stream.pipe(client, { end: false });
+    stream.once('end', () => void beforeEnd().finally(() => client.end()));
+  } else stream.pipe(client);
   const close = () => {
     client.destroy();
     stream.destroy();

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, DaemonUnreachableError } from '../client/client.js';
@@ -23,16 +23,18 @@ export function daemonEntry(): string {
   return join(repoRoot, 'dist/src/daemon/main.js');
 }
 
-/** A client of the daemon; starts the daemon (detached, logging to the state root) when none answers. */
+/** A client of the daemon; the daemon is started (detached, logging to the state root) when none answers. */
 export async function connectDaemon(): Promise<CliContext> {
   const paths = resolvePaths(globalRoot ? { root: globalRoot } : {});
-  const client = new Client(paths.socket);
-  try {
-    await client.call('GET', '/_ping');
-    return { paths, client };
-  } catch (error) {
-    if (!(error instanceof DaemonUnreachableError)) throw error;
-  }
+  let started: Promise<void> | undefined;
+  const start = () => (started ??= startDaemon(paths));
+  // No socket at all: start the daemon now rather than after a failed request.
+  if (!existsSync(paths.socket)) await start();
+  return { paths, client: new Client(paths.socket, start) };
+}
+
+async function startDaemon(paths: AbodePaths): Promise<void> {
+  const probe = new Client(paths.socket);
   mkdirSync(paths.root, { recursive: true });
   const logFd = openSync(join(paths.root, 'daemon.log'), 'a');
   const child = spawn(process.execPath, [daemonEntry(), ...(globalRoot ? ['--root', globalRoot] : [])], {
@@ -46,8 +48,8 @@ export async function connectDaemon(): Promise<CliContext> {
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(delay * 2, 200);
     try {
-      await client.call('GET', '/_ping');
-      return { paths, client };
+      await probe.call('GET', '/_ping');
+      return;
     } catch (error) {
       if (!(error instanceof DaemonUnreachableError)) throw error;
       if (child.exitCode !== null) break;

@@ -26,9 +26,30 @@ export class DaemonUnreachableError extends UnavailableError {}
 
 /** A typed client of abode's REST API over the daemon's unix socket. */
 export class Client {
-  constructor(readonly socketPath: string) {}
+  /** startDaemon: called once when nothing answers on the socket, before the request is tried again. */
+  constructor(
+    readonly socketPath: string,
+    private readonly startDaemon?: () => Promise<void>,
+  ) {}
 
-  private send(
+  private async send(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    upgrade = false,
+  ): Promise<IncomingMessage | Socket> {
+    try {
+      return await this.sendOnce(method, path, options, upgrade);
+    } catch (error) {
+      // Only a refused connection is safe to retry: the daemon never saw the request.
+      const refused = error instanceof DaemonUnreachableError && error.details?.errno !== 'ECONNRESET';
+      if (!refused || !this.startDaemon || options.bodyStream) throw error;
+      await this.startDaemon();
+      return this.sendOnce(method, path, options, upgrade);
+    }
+  }
+
+  private sendOnce(
     method: string,
     path: string,
     options: RequestOptions,
@@ -54,6 +75,7 @@ export class Client {
           reject(
             new DaemonUnreachableError(
               `cannot connect to the abode daemon at ${this.socketPath}: ${error.code}`,
+              { errno: error.code },
             ),
           );
         } else reject(error);

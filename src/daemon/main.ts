@@ -3,7 +3,7 @@
  * the daemon's unix socket. Instances outlive this process; on start it finds what an earlier one left.
  */
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,8 @@ import { createApiServer } from '../api/server.js';
 import { createImageService } from '../image/index.js';
 import { detectCgroups } from '../platform/cgroups/index.js';
 import { ContainerRuntime } from '../runtime/container/index.js';
+import { VmRuntime } from '../runtime/vm/index.js';
+import { installedOciRuntimes, OciRuntime } from '../runtime/oci/index.js';
 import { accelerator, hardLimits, hostCpu, instanceResolvConf, processTable } from '../platform/host.js';
 import { cpus, release, totalmem } from 'node:os';
 
@@ -35,6 +37,33 @@ function socketAnswers(path: string): Promise<boolean> {
   });
 }
 
+/** One daemon per state root: an atomic lock directory holding the owner's pid; a dead owner's lock is taken over. */
+function acquireLock(dir: string): boolean {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'pid'), `${process.pid}\n`);
+      process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const owner = Number(readFileSync(join(dir, 'pid'), { encoding: 'utf8', flag: 'a+' }).trim());
+      if (owner > 0 && owner !== process.pid && processAlive(owner)) return false;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return false;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function parseArgs(argv: string[]): { root?: string; runRoot?: string } {
   const out: { root?: string; runRoot?: string } = {};
   for (let i = 0; i < argv.length; i++) {
@@ -49,7 +78,10 @@ async function main(): Promise<void> {
   const paths = resolvePaths(parseArgs(process.argv.slice(2)));
   await mkdir(paths.root, { recursive: true, mode: 0o711 });
   await mkdir(paths.runRoot, { recursive: true, mode: 0o711 });
-  if (existsSync(paths.socket) && (await socketAnswers(paths.socket))) {
+  if (
+    !acquireLock(join(paths.runRoot, 'daemon.lock')) ||
+    (existsSync(paths.socket) && (await socketAnswers(paths.socket)))
+  ) {
     log(`another abode daemon already serves ${paths.socket}`);
     process.exit(1);
   }
@@ -63,13 +95,32 @@ async function main(): Promise<void> {
     cgroups,
     cgroupParent: 'abode',
   });
+  // MicroVMs: QEMU under the shim, the guest agent in an initramfs; caches under ROOT/vm.
+  const vm = new VmRuntime({
+    runRoot: paths.runRoot,
+    cacheRoot: join(paths.root, 'vm'),
+    shimPath,
+    agentPath: process.env.ABODE_AGENT ?? join(repoRoot, 'native/build/abode-agent'),
+    cgroups,
+    cgroupParent: 'abode',
+    accelerator,
+    ...(process.env.ABODE_QEMU ? { qemu: process.env.ABODE_QEMU } : {}),
+    ...(process.env.ABODE_VM_KERNEL ? { kernel: process.env.ABODE_VM_KERNEL } : {}),
+  });
+  // External OCI runtimes (oci:runc always; oci:crun too when installed): create says when one is missing.
+  const ociRuntimes = Object.fromEntries(
+    [...new Set(['runc', ...installedOciRuntimes()])].map((binary) => [
+      `oci:${binary}`,
+      new OciRuntime({ binary, runRoot: paths.runRoot, shimPath, cgroups }),
+    ]),
+  );
   const limits = await hardLimits();
   const engine = new Engine({
     root: paths.root,
     store,
     images,
     snapshotter,
-    runtimes: { container },
+    runtimes: { container, vm, ...ociRuntimes },
     hardLimits: limits,
     resolvConf: instanceResolvConf,
   });
@@ -104,7 +155,7 @@ async function main(): Promise<void> {
           RootDir: paths.root,
           RunRoot: paths.runRoot,
           Cgroup: cgroups.describe(),
-          Runtimes: Object.keys({ container }),
+          Runtimes: Object.keys({ container, vm, ...ociRuntimes }),
           Accelerator: accel,
         };
       },

@@ -336,7 +336,8 @@ export class Engine extends EventEmitter {
   /** Resolves with the exit code once the instance is not running (at once if it is not). */
   async wait(ref: string): Promise<InstanceRecord> {
     const record = this.get(ref);
-    if (record.state.status !== 'running' && record.state.status !== 'paused') return record;
+    const pending = ['running', 'paused', 'removing'].includes(record.state.status);
+    if (!pending) return record;
     return new Promise((resolve) => this.once(`exit:${record.id}`, resolve));
   }
 
@@ -410,6 +411,7 @@ export class Engine extends EventEmitter {
         }
       }
       this.emit('event', { type: 'destroy', id: current.id });
+      if (!current.options.autoRemove) this.emit(`exit:${current.id}`, current);
       return current.id;
     });
   }

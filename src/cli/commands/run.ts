@@ -102,6 +102,8 @@ export async function runCommand(image: string, command: string[], flags: RunFla
     resizePath: `/instances/${id}/resize`,
     killPath: `/instances/${id}/kill`,
   });
+  // The daemon ends the stream only once the exit is recorded (and the instance removed, with --rm).
+  if (streamed !== undefined) return streamed;
   const waited = await client
     .call<{ StatusCode: number }>('POST', `/instances/${id}/wait`)
     .then((r) => r.StatusCode)
@@ -109,7 +111,7 @@ export async function runCommand(image: string, command: string[], flags: RunFla
       if (error instanceof AbodeError && error.code === 'not_found') return undefined;
       throw error;
     });
-  return streamed ?? waited ?? 0;
+  return waited ?? 0;
 }
 
 export async function createCommand(image: string, command: string[], flags: RunFlags): Promise<number> {
