@@ -2,10 +2,12 @@
  * abode-shim: the per-instance monitor. `abode-shim SPECFILE` prepares the process described by
  * the spec (protocol.h), prints one JSON line (ShimReady) on stdout and then stays as the
  * process's monitor (monitor.c). `abode-shim --dump-spec SPECFILE` prints the decoded spec as JSON.
+ * `abode-shim --relay SOCKET` joins a vm shim's agent channel as a new session over its stdio (exec).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -137,6 +139,40 @@ static int handshake(struct setup *s, struct error *err) {
   }
 }
 
+/* Copies stdin to a vm shim's session connection and the connection to stdout, until either ends. */
+static int relay(const char *path) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path)
+    return 1;
+  strcpy(sa.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    fprintf(stderr, "abode-shim: connect %s: %s\n", path, strerror(errno));
+    return 1;
+  }
+  if (write_all(fd, "session\n", 8) < 0)
+    return 1;
+  signal(SIGPIPE, SIG_IGN);
+  char buf[65536];
+  for (;;) {
+    struct pollfd p[2] = {{.fd = STDIN_FILENO, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      return 1;
+    }
+    for (int i = 0; i < 2; i++) {
+      if (!p[i].revents)
+        continue;
+      ssize_t r = read(p[i].fd, buf, sizeof buf);
+      if (r <= 0)
+        return 0;
+      if (write_all(i == 0 ? fd : STDOUT_FILENO, buf, (size_t)r) < 0)
+        return 0;
+    }
+  }
+}
+
 static int dump_spec(const char *path) {
   struct shim_spec spec;
   struct error err;
@@ -154,6 +190,8 @@ static int dump_spec(const char *path) {
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--dump-spec") == 0)
     return dump_spec(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "--relay") == 0)
+    return relay(argv[2]);
   if (argc == 2 && strcmp(argv[1], "--version") == 0) {
     printf("abode-shim protocol %d\n", SHIM_PROTOCOL_VERSION);
     return 0;
@@ -191,6 +229,13 @@ int main(int argc, char **argv) {
   if (spec.socket_path[0] && (m->listen_fd = listen_socket(spec.socket_path, &err)) < 0)
     abandon(&s, &err);
 
+  /* Agent mode: the child's stdio is the agent channel; START, not the child's exec, is held. */
+  bool hold = spec.hold;
+  if (spec.agent) {
+    spec.terminal = false;
+    spec.open_stdin = true;
+    spec.hold = false;
+  }
   int p[2];
   if (!spec.terminal) {
     if (pipe2(p, O_CLOEXEC) < 0)
@@ -271,9 +316,20 @@ int main(int argc, char **argv) {
     close(m->sync_fd);
     m->sync_fd = -1;
   }
+  if (spec.agent) {
+    if (monitor_agent_boot(m, &err) < 0)
+      abandon(&s, &err);
+    spec.hold = hold;
+    m->state = STATE_CREATED;
+    if (!hold)
+      monitor_agent_start(m);
+  }
 
   struct buf b = {0};
-  buf_printf(&b, "{\"ok\":true,\"pid\":%d,\"shimPid\":%d}", m->pid, getpid());
+  if (spec.agent)
+    buf_printf(&b, "{\"ok\":true,\"pid\":%d,\"shimPid\":%d,\"bootMs\":%lld}", m->pid, getpid(), m->boot_ms);
+  else
+    buf_printf(&b, "{\"ok\":true,\"pid\":%d,\"shimPid\":%d}", m->pid, getpid());
   print_line(&b);
   buf_free(&b);
   dup2(m->devnull_fd, STDOUT_FILENO);

@@ -17,11 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent-protocol.h"
 #include "io.h"
 #include "process.h"
 #include "protocol.h"
 
-enum client_kind { CLIENT_NEW, CLIENT_ATTACH, CLIENT_WAIT };
+enum client_kind { CLIENT_NEW, CLIENT_ATTACH, CLIENT_WAIT, CLIENT_START, CLIENT_SESSION };
 
 #define MAX_CLIENTS 64
 #define CLIENT_OUT_MAX (256 * 1024)
@@ -36,12 +37,20 @@ struct client {
   struct buf out;   /* pending output frames (whole frames only are ever dropped) */
   char *in;         /* pending stdin bytes */
   size_t inlen, inoff;
+  struct buf fin;   /* a session client's partial frames */
+  uint16_t session; /* a session client's id on the agent channel */
+  bool session_done;
 };
+
+static void agent_queue(struct monitor *m, int type, uint16_t session, const void *data, size_t len);
 
 static void client_close(struct monitor *m, size_t i) {
   struct client *c = &m->clients[i];
+  if (c->kind == CLIENT_SESSION && !c->session_done && m->state != STATE_EXITED)
+    agent_queue(m, AF_SIGNAL, c->session, "9", 1); /* the exec's monitor is gone: end its process */
   close(c->fd);
   buf_free(&c->out);
+  buf_free(&c->fin);
   free(c->in);
   m->clients[i] = m->clients[--m->nclients];
 }
@@ -89,6 +98,22 @@ static int client_flush(struct client *c) {
   return 0;
 }
 
+/* Sends (or queues) raw bytes to a client; returns -1 when the client is gone. */
+static int client_raw(struct client *c, const void *data, size_t len) {
+  if (c->out.len == 0) {
+    ssize_t w = write(c->fd, data, len);
+    if (w < 0 && errno != EAGAIN)
+      return -1;
+    if (w < 0)
+      w = 0;
+    if ((size_t)w < len)
+      buf_append(&c->out, (const char *)data + w, len - (size_t)w);
+    return 0;
+  }
+  buf_append(&c->out, data, len);
+  return 0;
+}
+
 static void broadcast(struct monitor *m, int stream, const char *data, size_t len) {
   for (size_t i = 0; i < m->nclients;) {
     struct client *c = &m->clients[i];
@@ -100,13 +125,164 @@ static void broadcast(struct monitor *m, int stream, const char *data, size_t le
   }
 }
 
+/* --- agent mode: frames with the guest agent over the child's stdio (agent-protocol.h) --- */
+
+static long long now_ms(void);
+
+static void agent_queue(struct monitor *m, int type, uint16_t session, const void *data, size_t len) {
+  unsigned char h[AGENT_HEADER];
+  agent_header(h, type, session, (uint32_t)len);
+  buf_append(&m->agent_out, h, AGENT_HEADER);
+  buf_append(&m->agent_out, data, len);
+}
+
+static void agent_flush(struct monitor *m) {
+  while (m->agent_out.len > 0) {
+    if (m->in_fd < 0) {
+      m->agent_out.len = 0;
+      return;
+    }
+    ssize_t w = write(m->in_fd, m->agent_out.data, m->agent_out.len);
+    if (w < 0) {
+      if (errno != EAGAIN && errno != EINTR)
+        m->agent_out.len = 0;
+      return;
+    }
+    memmove(m->agent_out.data, m->agent_out.data + w, m->agent_out.len - (size_t)w);
+    m->agent_out.len -= (size_t)w;
+  }
+}
+
+static void answer_start(struct monitor *m, const char *text) {
+  for (size_t i = 0; i < m->nclients;) {
+    struct client *c = &m->clients[i];
+    if (c->kind == CLIENT_START) {
+      reply(c, text);
+      client_close(m, i);
+      continue;
+    }
+    i++;
+  }
+}
+
+static void agent_frame(struct monitor *m, int type, uint16_t sid, const char *data, size_t len) {
+  if (sid != 0) {
+    for (size_t i = 0; i < m->nclients; i++) {
+      struct client *c = &m->clients[i];
+      if (c->kind != CLIENT_SESSION || c->session != sid)
+        continue;
+      unsigned char h[AGENT_HEADER];
+      agent_header(h, type, 0, (uint32_t)len);
+      if (type == AF_EXIT)
+        c->session_done = true;
+      if (client_raw(c, h, AGENT_HEADER) < 0 || client_raw(c, data, len) < 0)
+        client_close(m, i);
+      break;
+    }
+    return;
+  }
+  char text[1100];
+  snprintf(text, sizeof text, "%.*s", (int)(len < sizeof text - 1 ? len : sizeof text - 1), data);
+  switch (type) {
+  case AF_READY:
+    if (!m->agent_ready) {
+      m->agent_ready = true;
+      m->boot_ms = now_ms() - m->spawned_ms;
+    }
+    break;
+  case AF_STDOUT:
+  case AF_STDERR: {
+    int stream = type == AF_STDOUT ? FRAME_STDOUT : FRAME_STDERR;
+    log_write(m->log_fd, stream, data, len);
+    broadcast(m, stream, data, len);
+    break;
+  }
+  case AF_STARTED:
+    answer_start(m, "ok\n");
+    break;
+  case AF_ERROR: {
+    /* "<step> <errno> <message>": the exit record keeps the message, start's reply all of it */
+    const char *msg = text;
+    for (int k = 0; k < 2 && strchr(msg, ' '); k++)
+      msg = strchr(msg, ' ') + 1;
+    snprintf(m->start_error, sizeof m->start_error, "%.1000s", msg);
+    struct buf b = {0};
+    buf_printf(&b, "error %s\n", text);
+    answer_start(m, b.data);
+    buf_free(&b);
+    break;
+  }
+  case AF_EXIT:
+    if (sscanf(text, "%d %d", &m->guest_code, &m->guest_signal) == 2 && !m->guest_exited) {
+      m->guest_exited = true;
+      if (m->spec->agent == 2) {
+        /* an exec's relay ends when its input does */
+        if (m->in_fd >= 0)
+          close(m->in_fd);
+        m->in_fd = -1;
+      }
+      m->kill_at = now_ms() + 3000;
+    }
+    break;
+  default:
+    break;
+  }
+}
+
+/* Takes bytes from the agent and handles every whole frame. */
+static void agent_input(struct monitor *m, const char *data, size_t len) {
+  buf_append(&m->agent_in, data, len);
+  size_t off = 0;
+  while (m->agent_in.len - off >= AGENT_HEADER) {
+    const unsigned char *h = (const unsigned char *)m->agent_in.data + off;
+    uint32_t flen = agent_length(h);
+    if (flen > AGENT_MAX_PAYLOAD) {
+      fprintf(stderr, "abode-shim: agent frame of %u bytes; dropping the channel's input\n", flen);
+      off = m->agent_in.len;
+      break;
+    }
+    if (m->agent_in.len - off < AGENT_HEADER + flen)
+      break;
+    agent_frame(m, h[0], agent_session(h), (const char *)h + AGENT_HEADER, flen);
+    off += AGENT_HEADER + flen;
+  }
+  memmove(m->agent_in.data, m->agent_in.data + off, m->agent_in.len - off);
+  m->agent_in.len -= off;
+}
+
+/* A session client's bytes: frames for its session on the agent channel. */
+static void session_input(struct monitor *m, struct client *c, const char *data, size_t len) {
+  buf_append(&c->fin, data, len);
+  size_t off = 0;
+  while (c->fin.len - off >= AGENT_HEADER) {
+    unsigned char *h = (unsigned char *)c->fin.data + off;
+    uint32_t flen = agent_length(h);
+    if (flen > AGENT_MAX_PAYLOAD) {
+      off = c->fin.len;
+      break;
+    }
+    if (c->fin.len - off < AGENT_HEADER + flen)
+      break;
+    agent_queue(m, h[0], c->session, h + AGENT_HEADER, flen);
+    off += AGENT_HEADER + flen;
+  }
+  memmove(c->fin.data, c->fin.data + off, c->fin.len - off);
+  c->fin.len -= off;
+}
+
 /* Reads one chunk of output; returns 0 when the stream is done. */
 static int pump_output(struct monitor *m, int *fd, int stream) {
   static char chunk[CHUNK];
   ssize_t r = read(*fd, chunk, sizeof chunk);
   if (r > 0) {
-    log_write(m->log_fd, stream, chunk, (size_t)r);
-    broadcast(m, stream, chunk, (size_t)r);
+    if (m->spec->agent && stream == FRAME_STDOUT)
+      agent_input(m, chunk, (size_t)r);
+    else if (m->spec->agent)
+      write_all(STDERR_FILENO, chunk, (size_t)r); /* QEMU's own messages: the shim's diagnostics */
+    else {
+      log_write(m->log_fd, stream, chunk, (size_t)r);
+      broadcast(m, stream, chunk, (size_t)r);
+    }
     return 1;
   }
   if (r < 0 && (errno == EAGAIN || errno == EINTR))
@@ -122,7 +298,10 @@ static int pump_output(struct monitor *m, int *fd, int stream) {
 
 static void exit_record(struct monitor *m, struct buf *j) {
   int code = 0, sig = 0;
-  if (WIFEXITED(m->status))
+  if (m->guest_exited) {
+    code = m->guest_code;
+    sig = m->guest_signal;
+  } else if (WIFEXITED(m->status))
     code = WEXITSTATUS(m->status);
   else if (WIFSIGNALED(m->status)) {
     sig = WTERMSIG(m->status);
@@ -162,6 +341,11 @@ static void stdin_flush(struct monitor *m, struct client *c) {
 }
 
 static void client_stdin(struct monitor *m, struct client *c, const char *data, size_t len) {
+  if (m->spec->agent) {
+    if (c->want_stdin && len > 0 && m->state != STATE_EXITED)
+      agent_queue(m, AF_STDIN, 0, data, len);
+    return;
+  }
   if (!c->want_stdin || len == 0 || m->in_fd < 0)
     return;
   if (c->in == NULL && (c->in = malloc(CHUNK)) == NULL)
@@ -176,20 +360,37 @@ static void client_stdin(struct monitor *m, struct client *c, const char *data, 
 
 static void client_stdin_eof(struct monitor *m, struct client *c) {
   c->in_eof = true;
+  if (m->spec->agent) {
+    if (c->want_stdin && !m->spec->terminal && m->state != STATE_EXITED)
+      agent_queue(m, AF_STDIN_EOF, 0, "", 0);
+    return;
+  }
   if (c->want_stdin && m->in_fd >= 0 && m->in_fd != m->pty_fd && c->inoff >= c->inlen) {
     close(m->in_fd);
     m->in_fd = -1;
   }
 }
 
-static void do_start(struct monitor *m, struct client *c) {
+void monitor_agent_start(struct monitor *m) {
+  agent_queue(m, AF_START, 0, m->spec->agent_start, m->spec->agent_start_len);
+  agent_flush(m);
+  m->state = STATE_RUNNING;
+}
+
+/* Returns 1 when the client waits for its reply (agent mode: until STARTED or ERROR). */
+static int do_start(struct monitor *m, struct client *c) {
   if (m->state != STATE_CREATED) {
     reply(c, m->state == STATE_RUNNING ? "error process already started\n" : "error process has exited\n");
-    return;
+    return 0;
+  }
+  if (m->spec->agent) {
+    monitor_agent_start(m);
+    c->kind = CLIENT_START;
+    return 1;
   }
   if (write(m->sync_fd, "s", 1) != 1) {
     reply(c, "error process is gone\n");
-    return;
+    return 0;
   }
   m->state = STATE_RUNNING;
   struct sync_msg msg;
@@ -212,6 +413,7 @@ static void do_start(struct monitor *m, struct client *c) {
   } else {
     reply(c, "ok\n");
   }
+  return 0;
 }
 
 /* Handles a client's first line; returns 1 when the connection stays open. */
@@ -227,11 +429,25 @@ static int dispatch(struct monitor *m, struct client *c, const char *extra, size
     return 1;
   }
   if (strcmp(line, "start") == 0) {
-    do_start(m, c);
+    return do_start(m, c);
+  } else if (strcmp(line, "session") == 0 && m->spec->agent == 1) {
+    c->kind = CLIENT_SESSION;
+    c->session = ++m->next_session ? m->next_session : ++m->next_session;
+    unsigned char h[AGENT_HEADER];
+    agent_header(h, AF_READY, 0, 0);
+    client_raw(c, h, AGENT_HEADER);
+    if (extralen)
+      session_input(m, c, extra, extralen);
+    return 1;
   } else if (sscanf(line, "signal %d", &a) == 1) {
+    char num[16];
+    int nlen = snprintf(num, sizeof num, "%d", a);
     if (m->state == STATE_EXITED)
       reply(c, "error process has exited\n");
-    else if (kill(m->pid, a) < 0) {
+    else if (m->spec->agent && !(m->spec->agent == 1 && a == SIGKILL)) {
+      agent_queue(m, AF_SIGNAL, 0, num, (size_t)nlen);
+      reply(c, "ok\n");
+    } else if (kill(m->pid, a) < 0) {
       char msg[128];
       snprintf(msg, sizeof msg, "error kill: %s\n", strerror(errno));
       reply(c, msg);
@@ -239,7 +455,12 @@ static int dispatch(struct monitor *m, struct client *c, const char *extra, size
       reply(c, "ok\n");
   } else if (sscanf(line, "resize %d %d", &a, &b) == 2) {
     struct winsize ws = {.ws_row = (unsigned short)a, .ws_col = (unsigned short)b};
-    if (m->pty_fd < 0)
+    char text[32];
+    int tlen = snprintf(text, sizeof text, "%d %d", a, b);
+    if (m->spec->agent) {
+      agent_queue(m, AF_RESIZE, 0, text, (size_t)tlen);
+      reply(c, "ok\n");
+    } else if (m->pty_fd < 0)
       reply(c, "error no terminal\n");
     else if (ioctl(m->pty_fd, TIOCSWINSZ, &ws) < 0)
       reply(c, "error resize failed\n");
@@ -289,7 +510,14 @@ static void client_readable(struct monitor *m, size_t i) {
   ssize_t r = read(c->fd, buf, sizeof buf);
   if (r < 0 && errno == EAGAIN)
     return;
-  if (c->kind == CLIENT_WAIT) {
+  if (c->kind == CLIENT_SESSION) {
+    if (r <= 0)
+      client_close(m, i);
+    else
+      session_input(m, c, buf, (size_t)r);
+    return;
+  }
+  if (c->kind == CLIENT_WAIT || c->kind == CLIENT_START) {
     if (r <= 0)
       client_close(m, i);
     return;
@@ -422,7 +650,10 @@ static _Noreturn void finish(struct monitor *m) {
     struct client *c = &m->clients[i];
     if (c->kind == CLIENT_NEW)
       late_request(c);
-    if (c->kind == CLIENT_WAIT) {
+    if (c->kind == CLIENT_START) {
+      buf_printf(&c->out, "error %s\n",
+                 m->start_error[0] ? m->start_error : "the instance exited before its process started");
+    } else if (c->kind == CLIENT_WAIT) {
       struct buf b = {0};
       buf_printf(&b, "exit %s\n", exit_json.data);
       buf_append(&c->out, b.data, b.len);
@@ -485,9 +716,20 @@ _Noreturn void monitor_run(struct monitor *m) {
       p[n++] = (struct pollfd){.fd = c->fd, .events = ev};
     }
     /* The stdin fd is polled through the client loop below: when a write would block, retry on POLLOUT. */
-    struct pollfd inp = {.fd = stdin_pending ? m->in_fd : -1, .events = POLLOUT};
+    bool to_agent = m->spec->agent && m->agent_out.len > 0;
+    struct pollfd inp = {.fd = (stdin_pending || to_agent) ? m->in_fd : -1, .events = POLLOUT};
     p[n] = inp;
-    int r = poll(p, n + 1, -1);
+    int timeout = -1;
+    if (m->kill_at) {
+      long long left = m->kill_at - now_ms();
+      if (left <= 0) {
+        kill(m->pid, SIGKILL); /* the guest has exited but QEMU lingers */
+        m->kill_at = 0;
+      } else {
+        timeout = (int)left;
+      }
+    }
+    int r = poll(p, n + 1, timeout);
     if (r < 0) {
       if (errno == EINTR)
         continue;
@@ -503,7 +745,9 @@ _Noreturn void monitor_run(struct monitor *m) {
       pump_output(m, &m->out_fd, FRAME_STDOUT);
     if (p[3].revents)
       pump_output(m, &m->err_fd, FRAME_STDERR);
-    if (p[n].revents) {
+    if (p[n].revents && m->spec->agent) {
+      agent_flush(m);
+    } else if (p[n].revents) {
       for (size_t i = 0; i < m->nclients; i++) {
         struct client *c = &m->clients[i];
         if (c->inoff < c->inlen) {
@@ -540,5 +784,50 @@ _Noreturn void monitor_run(struct monitor *m) {
     }
     if (p[1].revents & POLLIN)
       accept_client(m);
+    if (m->spec->agent)
+      agent_flush(m);
   }
+}
+
+int monitor_agent_boot(struct monitor *m, struct error *err) {
+  m->spawned_ms = now_ms();
+  long long deadline = m->spawned_ms + (m->spec->boot_timeout_ms ? m->spec->boot_timeout_ms : 30000);
+  while (!m->agent_ready) {
+    int status;
+    if (waitpid(m->pid, &status, WNOHANG) == m->pid) {
+      m->pid = 0;
+      return fail(err, 0, "boot", m->spec->args[0], "%s exited during boot (%s %d)", m->spec->args[0],
+                  WIFSIGNALED(status) ? "signal" : "status",
+                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
+    long long left = deadline - now_ms();
+    if (left <= 0) {
+      kill(m->pid, SIGKILL);
+      waitpid(m->pid, NULL, 0);
+      m->pid = 0;
+      return fail(err, ETIMEDOUT, "boot", "", "the VM's agent did not answer within %u ms",
+                  m->spec->boot_timeout_ms ? m->spec->boot_timeout_ms : 30000);
+    }
+    struct pollfd p[3] = {{.fd = m->out_fd, .events = POLLIN},
+                          {.fd = m->err_fd, .events = POLLIN},
+                          {.fd = m->sig_fd, .events = POLLIN}};
+    if (poll(p, 3, (int)(left < 50 ? left : 50)) < 0 && errno != EINTR)
+      return fail(err, errno, "boot", "", "poll");
+    if (p[0].revents)
+      pump_output(m, &m->out_fd, FRAME_STDOUT);
+    if (p[1].revents)
+      pump_output(m, &m->err_fd, FRAME_STDERR);
+    if (p[2].revents) {
+      struct signalfd_siginfo si;
+      while (read(m->sig_fd, &si, sizeof si) == sizeof si) {
+      }
+    }
+    if (m->out_fd < 0 && !m->agent_ready) {
+      kill(m->pid, SIGKILL);
+      waitpid(m->pid, NULL, 0);
+      m->pid = 0;
+      return fail(err, EPIPE, "boot", "", "the agent channel closed during boot");
+    }
+  }
+  return 0;
 }

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "spec.h"
+#include "util.h"
 
 enum proc_state { STATE_CREATED, STATE_RUNNING, STATE_EXITED };
 
@@ -25,8 +26,20 @@ struct monitor {
   char start_error[1024];
   struct client *clients;
   size_t nclients;
+  /* agent mode (spec->agent): frames with the guest agent over the child's stdio */
+  struct buf agent_in, agent_out;
+  bool agent_ready;
+  long long spawned_ms, boot_ms;
+  bool guest_exited;
+  int guest_code, guest_signal;
+  long long kill_at; /* ms: SIGKILL the child (QEMU) that outlives the guest's exit; 0 none */
+  uint16_t next_session;
 };
 
 _Noreturn void monitor_run(struct monitor *m);
+/* Agent mode: waits for the agent's READY (relaying output meanwhile); on failure kills the child. */
+int monitor_agent_boot(struct monitor *m, struct error *err);
+/* Agent mode: sends START now (a spec without holdUntilStart). */
+void monitor_agent_start(struct monitor *m);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * abode-shim spec protocol, version 1 (TypeScript side: src/platform/native-protocol.ts).
+ * abode-shim spec protocol, version 2 (TypeScript side: src/platform/native-protocol.ts).
  *
  * A spec file is:
  *
@@ -28,6 +28,10 @@
  *   DEVICE            u8 type ('c' or 'b'), 3 zero bytes, u32 major, u32 minor, u32 mode,
  *                     u32 uid, u32 gid, then the path (rest of the value; 24-byte fixed part)
  *   SYMLINK           target NUL linkPath
+ *   AGENT             u8: 0 none, 1 vm (the child is QEMU with the agent port on its stdio),
+ *                     2 session (the child is `abode-shim --relay SOCKET` into a vm shim)
+ *   AGENT_START       bytes: the START payload (agent-protocol.h) sent when the process starts
+ *   BOOT_TIMEOUT      u32 milliseconds to wait for the agent's READY before giving up
  *
  * Absent optional fields (SECCOMP, OOM_SCORE_ADJ, TARGET_PID) mean "not set".
  */
@@ -35,7 +39,7 @@
 #define ABODE_PROTOCOL_H
 
 #define SHIM_MAGIC "ABSH"
-#define SHIM_PROTOCOL_VERSION 1
+#define SHIM_PROTOCOL_VERSION 2
 
 enum shim_tag {
   TAG_MODE = 1,
@@ -70,6 +74,9 @@ enum shim_tag {
   TAG_EXIT_PATH = 30,
   TAG_SOCKET_PATH = 31,
   TAG_HOLD = 32,
+  TAG_AGENT = 33,
+  TAG_AGENT_START = 34,
+  TAG_BOOT_TIMEOUT = 35,
 };
 
 /*
@@ -88,6 +95,16 @@ enum shim_tag {
  *   state\n             -> "created <pid>\n" | "running <pid>\n" | "exited <exit record JSON>\n"
  *
  * Unknown lines get "error unknown request\n".
+ *
+ * Agent mode (AGENT 1 or 2): the child's stdio carries agent frames (agent-protocol.h). The shim
+ * prints its ready line once the agent said READY (with "bootMs"), or fails with step "boot".
+ * Session 0's STDOUT/STDERR frames become the log and attach output; start sends START and
+ * replies when the agent says STARTED or ERROR; signal, resize and attach stdin become frames
+ * (signal 9 kills QEMU itself in vm mode); the exit record carries the guest process's EXIT.
+ * A vm shim also serves
+ *   session\n           the connection becomes a new agent session: frames in both directions,
+ *                       with session 0 on the connection mapped to a fresh id on the agent channel
+ *                       (abode-shim --relay connects exec shims this way)
  */
 #define FRAME_STDOUT 1
 #define FRAME_STDERR 2

@@ -239,6 +239,24 @@ static int decode_record(struct shim_spec *s, unsigned tag, const unsigned char 
   case TAG_SOCKET_PATH:
     free(s->socket_path);
     return str_of(v, len, &s->socket_path, err);
+  case TAG_AGENT:
+    NEED(1);
+    if (v[0] > 2)
+      return fail(err, EINVAL, "spec", "", "spec: bad agent mode %u", v[0]);
+    s->agent = v[0];
+    return 0;
+  case TAG_AGENT_START:
+    if (len > (1u << 20))
+      return fail(err, EINVAL, "spec", "", "spec: agent start payload of %zu bytes", len);
+    free(s->agent_start);
+    s->agent_start = xrealloc(NULL, len ? len : 1);
+    memcpy(s->agent_start, v, len);
+    s->agent_start_len = len;
+    return 0;
+  case TAG_BOOT_TIMEOUT:
+    NEED(4);
+    s->boot_timeout_ms = le32(v);
+    return 0;
   default:
     return fail(err, EINVAL, "spec", "", "spec: unknown tag %u", tag);
   }
@@ -378,5 +396,12 @@ void spec_dump_json(const struct shim_spec *s, struct buf *o) {
   json_key_str(o, "logPath", s->log_path);
   json_key_str(o, "exitPath", s->exit_path);
   json_key_str(o, "socketPath", s->socket_path);
-  buf_printf(o, ",\"holdUntilStart\":%s}", s->hold ? "true" : "false");
+  buf_printf(o, ",\"holdUntilStart\":%s", s->hold ? "true" : "false");
+  if (s->agent) {
+    buf_printf(o, ",\"agent\":\"%s\",\"agentStart\":\"", s->agent == 1 ? "vm" : "session");
+    for (size_t i = 0; i < s->agent_start_len; i++)
+      buf_printf(o, "%02x", s->agent_start[i]);
+    buf_printf(o, "\",\"bootTimeoutMs\":%u", s->boot_timeout_ms);
+  }
+  buf_append(o, "}", 1);
 }

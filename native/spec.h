@@ -73,6 +73,10 @@ struct shim_spec {
   uint32_t target_pid;
   bool has_target_pid;
   char *log_path, *exit_path, *socket_path;
+  uint8_t agent; /* 0 none, 1 vm, 2 session (protocol.h) */
+  unsigned char *agent_start;
+  size_t agent_start_len;
+  uint32_t boot_timeout_ms;
 };
 
 int spec_decode(const unsigned char *data, size_t len, struct shim_spec *spec, struct error *err);

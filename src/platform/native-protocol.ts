@@ -6,7 +6,7 @@
 
 import { InvalidArgumentError } from '../core/errors.js';
 
-export const SHIM_PROTOCOL_VERSION = 1;
+export const SHIM_PROTOCOL_VERSION = 2;
 
 export interface ShimMount {
   /** Source path (host path, or a pseudo source such as "proc", "tmpfs"). */
@@ -114,6 +114,18 @@ export interface ShimSpec {
   socketPath: string;
   /** Hold the prepared process before execve until a client sends "start" (OCI create/start). */
   holdUntilStart: boolean;
+
+  // --- agent mode (native/agent-protocol.h) ---
+  /**
+   * vm: the child is QEMU whose stdio is the guest agent's channel; session: the child is
+   * `abode-shim --relay SOCKET`, a new session on a vm shim's channel (exec). Output, exit, stdin,
+   * signals and resize then travel as agent frames; "start" sends agentStart.
+   */
+  agent?: 'vm' | 'session';
+  /** The START payload for the guest process (agent mode). */
+  agentStart?: Buffer;
+  /** How long to wait for the agent's READY before killing the child (agent mode). */
+  bootTimeoutMs?: number;
 }
 
 /** The exit record the shim writes to exitPath. */
@@ -130,7 +142,7 @@ export interface ShimExit {
 
 /** The one line the shim prints on its stdout once the process is prepared (or preparation failed). */
 export type ShimReady =
-  | { ok: true; pid: number; shimPid: number }
+  | { ok: true; pid: number; shimPid: number; bootMs?: number }
   | { ok: false; step: string; errno: number; path: string; message: string };
 
 // --- encoding (native/protocol.h) ---
@@ -171,6 +183,9 @@ export const ShimTag = {
   exitPath: 30,
   socketPath: 31,
   holdUntilStart: 32,
+  agent: 33,
+  agentStart: 34,
+  bootTimeout: 35,
 } as const;
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -330,6 +345,13 @@ export function encodeShimSpec(spec: ShimSpec): Buffer {
   w.str(ShimTag.exitPath, spec.exitPath, 'exitPath');
   w.str(ShimTag.socketPath, spec.socketPath, 'socketPath');
   w.bool(ShimTag.holdUntilStart, spec.holdUntilStart);
+  if (spec.agent !== undefined) {
+    w.record(ShimTag.agent, Buffer.from([spec.agent === 'vm' ? 1 : 2]));
+    const start = spec.agentStart ?? Buffer.alloc(0);
+    if (start.length > 1 << 20) problems.push(`agentStart: ${start.length} bytes is more than 1 MiB`);
+    w.record(ShimTag.agentStart, start);
+    w.u32(ShimTag.bootTimeout, spec.bootTimeoutMs ?? 30000, 'bootTimeoutMs');
+  }
   if (problems.length > 0)
     throw new InvalidArgumentError(`invalid shim spec: ${problems.join('; ')}`, { problems });
   return w.finish();

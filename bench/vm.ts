@@ -1,0 +1,167 @@
+/**
+ * MicroVM benchmarks (issue 4), runnable alone: `node dist/bench/vm.js` (ABODE_BENCH_N runs, default 30).
+ * - end to end: `abode run --rm --isolation vm busybox true`, against the floor: a hand-tuned QEMU line
+ *   booting the same kernel with a busybox initramfs whose /init powers off at once;
+ * - boot to the agent's READY frame (the shim's bootMs: QEMU spawn to the agent's first act), against the floor;
+ * - host memory of an idle VM (256 MiB guest, busybox sleeping): QEMU's RSS with free page reporting.
+ * Runs are interleaved; medians and ratios are printed.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CPIO_DIR, CPIO_FILE, writeCpio } from '../src/platform/qemu/cpio.js';
+import { hostTscKhz, kernelCmdline } from '../src/platform/qemu/args.js';
+import { interleave, median, mib, ms, table, timeCommand, verdict } from './stats.js';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = join(REPO, 'dist/src/cli/main.js');
+const TARGET_RATIO = 1.15;
+const TARGET_RSS = 100 * 2 ** 20;
+
+function say(message: string): void {
+  process.stderr.write(`bench vm: ${message}\n`);
+}
+
+class VmFixture {
+  readonly root = mkdtempSync(join(tmpdir(), 'abode-bench-vm-'));
+  get env(): NodeJS.ProcessEnv {
+    return { ...process.env, ABODE_ROOT: this.root };
+  }
+  abode(args: string[]): string {
+    const r = spawnSync(process.execPath, [CLI, ...args], {
+      env: this.env,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    if (r.status !== 0) throw new Error(`abode ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+    return r.stdout;
+  }
+  /** The runtime's record of a running VM (QEMU's pid, bootMs). */
+  vmState(id: string): { pid: number; bootMs?: number } {
+    return JSON.parse(readFileSync(join(this.root, 'run', 'v', id.slice(0, 16), 'state.json'), 'utf8')) as {
+      pid: number;
+      bootMs?: number;
+    };
+  }
+  cleanup(): void {
+    const ids = spawnSync(process.execPath, [CLI, 'ps', '-aq'], { env: this.env, encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean);
+    if (ids.length) spawnSync(process.execPath, [CLI, 'rm', '-f', ...ids], { env: this.env });
+    try {
+      process.kill(Number(readFileSync(join(this.root, 'run', 'abode.pid'), 'utf8')), 'SIGTERM');
+    } catch {
+      // no daemon
+    }
+    spawnSync('sleep', ['0.5']);
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** The floor's initramfs: static busybox with an /init that powers off at once. */
+function floorInitramfs(busybox: string, path: string): void {
+  const init = '#!/bin/busybox sh\n/bin/busybox poweroff -f\n';
+  writeFileSync(
+    path,
+    writeCpio([
+      { path: 'bin', mode: CPIO_DIR | 0o755 },
+      { path: 'bin/busybox', mode: CPIO_FILE | 0o755, data: readFileSync(busybox) },
+      { path: 'dev', mode: CPIO_DIR | 0o755 },
+      { path: 'init', mode: CPIO_FILE | 0o755, data: Buffer.from(init) },
+    ]),
+  );
+}
+
+function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the VM benchmarks run VMs: run them as root');
+  const fx = new VmFixture();
+  try {
+    say('warming up (kernel fetch, initramfs, root disk)');
+    fx.abode(['run', '--rm', '--isolation', 'vm', 'busybox', 'true']);
+    const kernel = JSON.parse(readFileSync(join(fx.root, 'vm', 'kernel', 'current.json'), 'utf8')) as {
+      image: string;
+    };
+    const busybox = execFileSync('sh', ['-c', `ls ${join(fx.root, 'layers')}/*/fs/bin/busybox | head -1`], {
+      encoding: 'utf8',
+    }).trim();
+    const initrd = join(fx.root, 'floor.cpio');
+    floorInitramfs(busybox, initrd);
+    const tsc = await hostTscKhz();
+    const floorArgs = [
+      '-M',
+      'microvm,x-option-roms=off,isa-serial=on,rtc=on',
+      '-accel',
+      'tcg',
+      '-m',
+      '256',
+      '-smp',
+      '2',
+      '-nodefaults',
+      '-no-user-config',
+      '-nographic',
+      '-serial',
+      'stdio',
+      '-no-reboot',
+      '-kernel',
+      kernel.image,
+      '-initrd',
+      initrd,
+      '-append',
+      kernelCmdline({ tscKhz: tsc }),
+    ];
+    const qemu = 'qemu-system-x86_64';
+    const floor = () => timeCommand(qemu, floorArgs);
+    const e2e = () =>
+      timeCommand(process.execPath, [CLI, 'run', '--rm', '--isolation', 'vm', 'busybox', 'true'], {
+        env: fx.env,
+      });
+    const bootTimes: number[] = [];
+    const boot = (): number => {
+      const id = fx.abode(['run', '-d', '--isolation', 'vm', 'busybox', 'sleep', '1000']).trim();
+      const bootMs = fx.vmState(id).bootMs ?? NaN;
+      fx.abode(['rm', '-f', id]);
+      bootTimes.push(bootMs);
+      return bootMs;
+    };
+    say('timing (interleaved)');
+    const samples = await interleave([
+      { name: 'floor: QEMU + busybox poweroff', run: floor },
+      { name: 'abode run --rm --isolation vm true', run: e2e },
+      { name: 'abode boot to agent READY', run: boot },
+    ]);
+    const floorMedian = median(samples.get('floor: QEMU + busybox poweroff')!);
+    const e2eMedian = median(samples.get('abode run --rm --isolation vm true')!);
+    const bootMedian = median(samples.get('abode boot to agent READY')!);
+
+    say('idle memory');
+    const id = fx
+      .abode(['run', '-d', '--isolation', 'vm', '--memory', '256m', 'busybox', 'sleep', '1000'])
+      .trim();
+    await new Promise((r) => setTimeout(r, 4000));
+    const rss = rssOf(fx.vmState(id).pid);
+    fx.abode(['rm', '-f', id]);
+
+    console.log(`\n${table('vm', samples)}\n`);
+    console.log(
+      `vm e2e: ${ms(e2eMedian)} vs floor ${ms(floorMedian)}: ratio ${verdict(e2eMedian / floorMedian, TARGET_RATIO)}`,
+    );
+    console.log(
+      `vm boot to READY: ${ms(bootMedian)} vs floor ${ms(floorMedian)}: ratio ${verdict(bootMedian / floorMedian, TARGET_RATIO)}`,
+    );
+    console.log(`vm idle QEMU RSS (256 MiB guest): ${mib(rss)}: ${verdict(rss / TARGET_RSS, 1)} of 100 MiB`);
+  } finally {
+    fx.cleanup();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(`bench vm: ${(error as Error)?.stack ?? String(error)}`);
+  process.exit(1);
+});

@@ -1,0 +1,51 @@
+/* abode-agent: the guest's PID 1 (boot.c: early boot; session.c: processes; main.c: the channel loop). */
+#ifndef ABODE_AGENT_H
+#define ABODE_AGENT_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../agent-protocol.h"
+
+void logf_console(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void boot_mounts(void);
+void boot_modules(void);
+int boot_open_port(long timeout_ms);
+int boot_switch_root(const char *device, char *err, size_t errlen);
+void boot_loopback(void);
+
+/* Writes one frame to the host (blocking; the channel is the agent's only output). */
+void send_frame(int type, uint16_t session, const void *data, size_t len);
+
+#define MAX_SESSIONS 32
+
+struct session {
+  bool used;
+  uint16_t id;
+  pid_t pid;
+  int in_fd;  /* stdin pipe (write end), the pty master, or -1 */
+  int out_fd; /* stdout pipe or the pty master, -1 at EOF */
+  int err_fd; /* stderr pipe, -1 at EOF or with a terminal */
+  int pty_fd;
+  bool exited;
+  int status;
+  long long exited_at; /* ms, to stop draining output that background processes keep open */
+};
+
+extern struct session sessions[MAX_SESSIONS];
+
+struct session *session_find(uint16_t id);
+/* Starts a session's process from a START payload; reports STARTED or ERROR+EXIT itself. */
+void session_start(uint16_t id, const char *payload, size_t len, const char *root_error);
+void session_input(struct session *s, int type, const char *data, size_t len);
+/* Reads one chunk of a session's output into frames; marks EOF. */
+void session_pump(struct session *s, int fd);
+/* Sends EXIT once the process has exited and its output is drained; frees the slot. Returns true when done. */
+bool session_finish(struct session *s, long long now_ms, bool force);
+long long monotonic_ms(void);
+
+#endif

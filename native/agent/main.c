@@ -1,0 +1,194 @@
+/*
+ * abode-agent: PID 1 of an abode microVM. Boots (boot.c), says READY on the agent port, mounts the
+ * root disk, then runs sessions (session.c) as the host asks (agent-protocol.h) and powers the
+ * machine off when session 0's process has ended.
+ */
+#define _GNU_SOURCE
+#include "agent.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/signalfd.h>
+#include <sys/uio.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int port = -1;
+
+void send_frame(int type, uint16_t session, const void *data, size_t len) {
+  unsigned char h[AGENT_HEADER];
+  agent_header(h, type, session, (uint32_t)len);
+  struct iovec iov[2] = {{h, AGENT_HEADER}, {(void *)data, len}};
+  size_t total = AGENT_HEADER + len;
+  while (total > 0) {
+    ssize_t w = writev(port, iov, 2);
+    if (w < 0) {
+      if (errno == EINTR || errno == EAGAIN)
+        continue;
+      logf_console("write to the host: %s", strerror(errno));
+      return;
+    }
+    total -= (size_t)w;
+    for (int i = 0; i < 2 && w > 0; i++) {
+      size_t take = (size_t)w < iov[i].iov_len ? (size_t)w : iov[i].iov_len;
+      iov[i].iov_base = (char *)iov[i].iov_base + take;
+      iov[i].iov_len -= take;
+      w -= (ssize_t)take;
+    }
+  }
+}
+
+static _Noreturn void power_off(void) {
+  kill(-1, SIGKILL);
+  sync();
+  mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL);
+  reboot(RB_POWER_OFF);
+  reboot(RB_AUTOBOOT); /* -no-reboot makes QEMU exit on a reset too */
+  for (;;)
+    pause();
+}
+
+static char root_error[512];
+static unsigned char inbuf[AGENT_HEADER + AGENT_MAX_PAYLOAD];
+static size_t inlen;
+
+static void handle_frame(int type, uint16_t id, const char *data, size_t len) {
+  if (type == AF_START) {
+    session_start(id, data, len, root_error);
+    if (id == 0 && !session_find(0))
+      power_off(); /* the main process could not start: ERROR and EXIT are sent */
+    return;
+  }
+  struct session *s = session_find(id);
+  if (s)
+    session_input(s, type, data, len);
+}
+
+/* Reads from the port and handles every whole frame; returns -1 when the host has gone. */
+static int read_port(void) {
+  ssize_t r = read(port, inbuf + inlen, sizeof inbuf - inlen);
+  if (r < 0)
+    return errno == EINTR || errno == EAGAIN ? 0 : -1;
+  if (r == 0)
+    return 0; /* no host connected: virtio-serial reports 0; keep waiting */
+  inlen += (size_t)r;
+  size_t off = 0;
+  while (inlen - off >= AGENT_HEADER) {
+    uint32_t len = agent_length(inbuf + off);
+    if (len > AGENT_MAX_PAYLOAD) {
+      logf_console("frame of %u bytes: dropping the channel buffer", len);
+      inlen = off = 0;
+      break;
+    }
+    if (inlen - off < AGENT_HEADER + len)
+      break;
+    handle_frame(inbuf[off], agent_session(inbuf + off), (const char *)inbuf + off + AGENT_HEADER, len);
+    off += AGENT_HEADER + len;
+  }
+  memmove(inbuf, inbuf + off, inlen - off);
+  inlen -= off;
+  return 0;
+}
+
+static void reap(void) {
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    for (size_t i = 0; i < MAX_SESSIONS; i++) {
+      struct session *s = &sessions[i];
+      if (s->used && s->pid == pid && !s->exited) {
+        s->exited = true;
+        s->exited_at = monotonic_ms();
+        if (s->status >= 0)
+          s->status = status;
+      }
+    }
+  }
+}
+
+int main(void) {
+  if (getpid() != 1) {
+    fprintf(stderr, "abode-agent runs as PID 1 of an abode microVM\n");
+    return 2;
+  }
+  boot_mounts();
+  boot_modules();
+  port = boot_open_port(10000);
+  if (port < 0) {
+    logf_console("no virtio-serial port named %s", AGENT_PORT_NAME);
+    power_off();
+  }
+  struct utsname u;
+  uname(&u);
+  send_frame(AF_READY, 0, u.release, strlen(u.release));
+  if (boot_switch_root("/dev/vda", root_error, sizeof root_error) < 0)
+    logf_console("%s", root_error);
+  boot_loopback();
+
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, NULL);
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  for (;;) {
+    struct pollfd p[2 + 2 * MAX_SESSIONS];
+    struct session *owner[2 + 2 * MAX_SESSIONS];
+    nfds_t n = 0;
+    p[n] = (struct pollfd){.fd = port, .events = POLLIN};
+    owner[n++] = NULL;
+    p[n] = (struct pollfd){.fd = sfd, .events = POLLIN};
+    owner[n++] = NULL;
+    bool draining = false;
+    for (size_t i = 0; i < MAX_SESSIONS; i++) {
+      struct session *s = &sessions[i];
+      if (!s->used)
+        continue;
+      if (s->exited)
+        draining = true;
+      if (s->out_fd >= 0) {
+        p[n] = (struct pollfd){.fd = s->out_fd, .events = POLLIN};
+        owner[n++] = s;
+      }
+      if (s->err_fd >= 0) {
+        p[n] = (struct pollfd){.fd = s->err_fd, .events = POLLIN};
+        owner[n++] = s;
+      }
+    }
+    int r = poll(p, n, draining ? 50 : -1);
+    if (r < 0 && errno != EINTR)
+      logf_console("poll: %s", strerror(errno));
+    if (r > 0) {
+      for (nfds_t k = 2; k < n; k++)
+        if (p[k].revents && owner[k]->used)
+          session_pump(owner[k], p[k].fd);
+      if (p[1].revents) {
+        struct signalfd_siginfo si;
+        while (read(sfd, &si, sizeof si) == sizeof si) {
+        }
+        reap();
+      }
+      if (p[0].revents & POLLIN)
+        read_port();
+      else if (p[0].revents & (POLLHUP | POLLERR)) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL); /* the host side is not connected yet */
+      }
+    }
+    reap();
+    long long now = monotonic_ms();
+    for (size_t i = 0; i < MAX_SESSIONS; i++) {
+      struct session *s = &sessions[i];
+      if (s->used && session_finish(s, now, false) && s->id == 0)
+        power_off();
+    }
+  }
+}

@@ -1,0 +1,38 @@
+/** The TypeScript side of the guest agent's channel (native/agent-protocol.h): the START payload. */
+import { InvalidArgumentError } from '../../core/errors.js';
+
+export interface AgentProcess {
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  terminal: boolean;
+  openStdin: boolean;
+  /** Set for the main process (session 0) only. */
+  hostname?: string;
+  rows?: number;
+  cols?: number;
+}
+
+/** Encodes a process as NUL-terminated "k=v" entries; throws on values the encoding cannot carry. */
+export function encodeAgentStart(p: AgentProcess): Buffer {
+  const entries: string[] = [
+    ...p.args.map((a) => `a=${a}`),
+    ...p.env.map((e) => `e=${e}`),
+    `c=${p.cwd}`,
+    `u=${p.uid}`,
+    `g=${p.gid}`,
+    ...p.additionalGids.map((g) => `G=${g}`),
+    `t=${p.terminal ? 1 : 0}`,
+    `i=${p.openStdin ? 1 : 0}`,
+    ...(p.hostname ? [`h=${p.hostname}`] : []),
+    ...(p.rows ? [`r=${p.rows}`] : []),
+    ...(p.cols ? [`w=${p.cols}`] : []),
+  ];
+  const bad = entries.filter((e) => e.includes('\0'));
+  if (bad.length > 0) throw new InvalidArgumentError(`process values contain NUL bytes: ${bad.join(', ')}`);
+  if (p.args.length === 0) throw new InvalidArgumentError('process has no command');
+  return Buffer.from(entries.map((e) => `${e}\0`).join(''), 'utf8');
+}

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { encodeAgentStart } from './agent-protocol.js';
+import { kernelCmdline, machineSize, qemuArgs } from './args.js';
+import { CPIO_DIR, CPIO_FILE, writeCpio } from './cpio.js';
+import { lz4Block, lz4LegacyDecompress } from './lz4.js';
+
+function hasCpio(): boolean {
+  try {
+    execFileSync('cpio', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('cpio newc writer', () => {
+  it('writes headers, 4-byte padding and the trailer', () => {
+    const archive = writeCpio([
+      { path: 'dir', mode: CPIO_DIR | 0o755 },
+      { path: 'dir/f', mode: CPIO_FILE | 0o644, data: Buffer.from('hello') },
+    ]);
+    assert.equal(archive.toString('latin1', 0, 6), '070701');
+    assert.equal(archive.length % 4, 0);
+    assert.ok(archive.includes(Buffer.from('TRAILER!!!\0')));
+    // mode field of the first entry
+    assert.equal(archive.toString('latin1', 14, 22), (CPIO_DIR | 0o755).toString(16).padStart(8, '0'));
+  });
+
+  it('is read back by cpio(1)', { skip: !hasCpio() && 'cpio is not installed' }, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'abode-cpio-'));
+    try {
+      const archive = writeCpio([
+        { path: 'a', mode: CPIO_DIR | 0o755 },
+        { path: 'a/b.txt', mode: CPIO_FILE | 0o600, data: Buffer.from('odd-length') },
+        { path: 'c', mode: CPIO_FILE | 0o755, data: Buffer.alloc(0) },
+      ]);
+      writeFileSync(join(dir, 'x.cpio'), archive);
+      execFileSync('sh', ['-c', 'cpio -id --quiet < x.cpio'], { cwd: dir });
+      assert.equal(readFileSync(join(dir, 'a/b.txt'), 'utf8'), 'odd-length');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('lz4', () => {
+  it('decodes literals and overlapping matches', () => {
+    // token 0x34: 3 literals "abc", match length 4+4=8 at offset 3 -> "abcabcabcab" then "z"
+    const block = Buffer.from([0x34, 0x61, 0x62, 0x63, 0x03, 0x00, 0x10, 0x7a]);
+    const out = Buffer.alloc(32);
+    const n = lz4Block(block, 0, block.length, out, 0);
+    assert.equal(out.toString('latin1', 0, n), 'abcabcabcabz');
+  });
+
+  it('reads the legacy frame and ignores trailing bytes', () => {
+    const block = Buffer.from([0x50, 0x68, 0x65, 0x6c, 0x6c, 0x6f]);
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(0x184c2102, 0);
+    head.writeUInt32LE(block.length, 4);
+    const trailer = Buffer.from([0x05, 0, 0, 0]);
+    assert.equal(lz4LegacyDecompress(Buffer.concat([head, block, trailer])).toString(), 'hello');
+    assert.throws(() => lz4LegacyDecompress(Buffer.from('nope')), /legacy LZ4/);
+  });
+});
+
+describe('kernel command line', () => {
+  it('derives lpj and tsc_early_khz from the TSC', () => {
+    const line = kernelCmdline({ tscKhz: 2_600_000, hz: 250 });
+    assert.match(line, /\blpj=10400000\b/);
+    assert.match(line, /\btsc_early_khz=2600000\b/);
+    assert.match(line, /^console=ttyS0 quiet panic=-1/);
+    assert.match(line, /cryptomgr.notests/);
+  });
+  it('leaves them out when the TSC is unknown', () => {
+    assert.doesNotMatch(kernelCmdline({}), /lpj=|tsc_early_khz=/);
+  });
+});
+
+describe('QEMU arguments', () => {
+  const base = {
+    qemu: '/usr/bin/qemu-system-x86_64',
+    memoryMiB: 256,
+    cpus: 2,
+    kernel: '/k/vmlinux',
+    initrd: '/k/initrd',
+    cmdline: 'console=ttyS0',
+    disk: '/i/disk.qcow2',
+    consolePath: '/r/console.log',
+    qmpSocket: '/r/qmp.sock',
+  };
+  it('builds a TCG microvm with the agent port on stdio', () => {
+    const args = qemuArgs({ ...base, accel: 'tcg' });
+    const joined = args.join(' ');
+    assert.match(joined, /-M microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on/);
+    assert.match(joined, /-accel tcg,tb-size=32/);
+    assert.doesNotMatch(joined, /pit=off|pic=off|-cpu host/);
+    for (const flag of ['-nodefaults', '-no-user-config', '-nographic', '-no-reboot'])
+      assert.ok(args.includes(flag));
+    assert.deepEqual(args.slice(args.indexOf('-sandbox'), args.indexOf('-sandbox') + 2), ['-sandbox', 'on']);
+    assert.match(joined, /-m 256 -smp 2/);
+    assert.match(
+      joined,
+      /-chardev stdio,id=agent,signal=off -device virtserialport,chardev=agent,name=org.abode.agent/,
+    );
+    assert.match(joined, /file=\/i\/disk.qcow2,format=qcow2/);
+    assert.match(joined, /virtio-balloon-device,free-page-reporting=on/);
+    assert.match(joined, /-serial file:\/r\/console.log/);
+  });
+  it('uses KVM with the host CPU when told', () => {
+    const joined = qemuArgs({ ...base, accel: 'kvm' }).join(' ');
+    assert.match(joined, /-accel kvm -cpu host/);
+  });
+  it('sizes the machine from --memory and --cpus', () => {
+    assert.deepEqual(machineSize(undefined, undefined), { memoryMiB: 256, cpus: 1 });
+    assert.deepEqual(machineSize(512 * 2 ** 20, 1.5e9), { memoryMiB: 512, cpus: 2 });
+    assert.deepEqual(machineSize(2 ** 20, 1e8), { memoryMiB: 64, cpus: 1 });
+  });
+});
+
+describe('agent START payload', () => {
+  it('encodes NUL-terminated k=v entries in order', () => {
+    const payload = encodeAgentStart({
+      args: ['sh', '-c', 'echo hi'],
+      env: ['PATH=/bin'],
+      cwd: '/',
+      uid: 1,
+      gid: 2,
+      additionalGids: [3],
+      terminal: true,
+      openStdin: false,
+      hostname: 'h',
+    });
+    assert.deepEqual(payload.toString().split('\0').slice(0, -1), [
+      'a=sh',
+      'a=-c',
+      'a=echo hi',
+      'e=PATH=/bin',
+      'c=/',
+      'u=1',
+      'g=2',
+      'G=3',
+      't=1',
+      'i=0',
+      'h=h',
+    ]);
+  });
+  it('rejects NUL bytes and an empty command', () => {
+    const p = { env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false, openStdin: false };
+    assert.throws(() => encodeAgentStart({ ...p, args: ['a\0b'] }), /NUL/);
+    assert.throws(() => encodeAgentStart({ ...p, args: [] }), /no command/);
+  });
+});

@@ -1,0 +1,212 @@
+/** `--isolation vm`: the same image in a microVM with its own kernel, driven through the CLI (TCG here and in CI). */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Abode, alive, hostSnapshot } from './harness.js';
+
+const abode = new Abode('abode-e2e-vm-');
+const ok = (args: string[], input?: string) => abode.ok(args, input);
+const vm = (...args: string[]) => ['run', '--rm', '--isolation', 'vm', 'busybox', ...args];
+
+/** QEMU processes started from this test's state root. */
+function qemuProcesses(root: string): string[] {
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .filter((pid) => {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        return cmdline.includes('qemu-system') && cmdline.includes(root);
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** An abode with extra daemon environment (e.g. a QEMU or kernel that is not there). */
+class AbodeWithEnv extends Abode {
+  constructor(private readonly extra: NodeJS.ProcessEnv) {
+    super('abode-e2e-vmenv-');
+  }
+  override get env(): NodeJS.ProcessEnv {
+    return { ...super.env, ...this.extra };
+  }
+}
+
+before(() => {
+  // The first run fetches the kernel, builds the initramfs and the image's disk, and starts the daemon.
+  ok(vm('true'));
+});
+after(() => abode.cleanup());
+
+describe('isolation inside a VM', () => {
+  test("uname -r prints the guest kernel's release, not the host's", () => {
+    const guest = ok(vm('uname', '-r')).trim();
+    assert.match(guest, /cloud-amd64$/);
+    assert.notEqual(guest, release());
+  });
+
+  test('/proc shows only the guest: the agent is PID 1, no host process is visible', () => {
+    const out = ok(vm('sh', '-c', 'cat /proc/1/cmdline; echo; ps -o comm'));
+    const [init, ...comms] = out.trim().split('\n');
+    assert.equal(init.replace(/\0/g, ''), '/init');
+    for (const host of ['node', 'abode-shim', 'qemu-system-x86']) assert.ok(!comms.includes(host), host);
+  });
+
+  test("the host's files are invisible", () => {
+    const marker = join(tmpdir(), `abode-vm-secret-${process.pid}`);
+    writeFileSync(marker, 'secret');
+    try {
+      const result = abode.run(vm('cat', marker));
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /No such file or directory/);
+      assert.doesNotMatch(result.stdout, /secret/);
+    } finally {
+      rmSync(marker, { force: true });
+    }
+  });
+
+  test('--memory is the guest RAM (its /proc/meminfo)', () => {
+    const out = ok([
+      'run',
+      '--rm',
+      '--isolation',
+      'vm',
+      '--memory',
+      '256m',
+      'busybox',
+      'grep',
+      'MemTotal',
+      '/proc/meminfo',
+    ]);
+    const kb = Number(/MemTotal:\s+(\d+)/.exec(out)?.[1]);
+    assert.ok(kb > 180_000 && kb <= 262_144, `MemTotal ${kb} kB`);
+  });
+});
+
+describe('processes in a VM', () => {
+  test('stdout and stderr stay apart; stdin reaches the process', () => {
+    const result = abode.run(vm('sh', '-c', 'echo out; echo err >&2'));
+    assert.equal(result.stdout, 'out\n');
+    assert.equal(result.stderr, 'err\n');
+    assert.equal(
+      abode.run(['run', '--rm', '-i', '--isolation', 'vm', 'busybox', 'cat'], { input: 'piped\n' }).stdout,
+      'piped\n',
+    );
+  });
+
+  test("exit codes are the process's; a missing command is 127", () => {
+    assert.equal(abode.run(vm('sh', '-c', 'exit 3')).code, 3);
+    const missing = abode.run(vm('no-such-command'));
+    assert.equal(missing.code, 127);
+    assert.match(missing.stderr, /no-such-command/);
+  });
+
+  test('stop sends SIGTERM to the guest process; kill ends QEMU (137)', () => {
+    ok([
+      'run',
+      '-d',
+      '--name',
+      'trap',
+      '--isolation',
+      'vm',
+      'busybox',
+      'sh',
+      '-c',
+      'trap "echo got TERM; exit 7" TERM; echo up; while true; do sleep 0.1; done',
+    ]);
+    let logs = '';
+    for (let i = 0; i < 100 && !logs.includes('up'); i++) logs = ok(['logs', 'trap']);
+    ok(['stop', 'trap']);
+    assert.equal(ok(['wait', 'trap']).trim(), '7');
+    assert.match(ok(['logs', 'trap']), /got TERM/);
+    ok(['rm', 'trap']);
+
+    ok(['run', '-d', '--name', 'killed', '--isolation', 'vm', 'busybox', 'sleep', '1000']);
+    ok(['kill', 'killed']);
+    assert.equal(ok(['wait', 'killed']).trim(), '137');
+    ok(['rm', 'killed']);
+  });
+
+  test('-d, logs, exec, ps, inspect, stop, rm', () => {
+    const id = ok([
+      'run',
+      '-d',
+      '--name',
+      'house',
+      '--isolation',
+      'vm',
+      'busybox',
+      'sh',
+      '-c',
+      'echo hello; while true; do sleep 1; done',
+    ]).trim();
+    let logs = '';
+    for (let i = 0; i < 100 && !logs.includes('hello'); i++) logs = ok(['logs', 'house']);
+    assert.equal(logs, 'hello\n');
+    assert.match(ok(['ps']), /house/);
+    assert.match(
+      ok(['ps'])
+        .split('\n')
+        .find((l) => l.includes('house')) ?? '',
+      /\bvm\b/,
+    );
+    assert.equal(ok(['exec', 'house', 'uname', '-r']).trim(), ok(vm('uname', '-r')).trim());
+    assert.equal(abode.run(['exec', 'house', 'sh', '-c', 'exit 5']).code, 5);
+    assert.equal(ok(['exec', 'house', 'hostname']).trim(), id.slice(0, 12));
+    const inspect = JSON.parse(ok(['inspect', 'house']));
+    assert.equal(inspect[0].State.Status, 'running');
+    ok(['stop', '-t', '2', 'house']);
+    assert.equal(JSON.parse(ok(['inspect', 'house']))[0].State.Status, 'exited');
+    ok(['rm', 'house']);
+    assert.equal(abode.run(['inspect', 'house']).code, 1);
+  });
+
+  test('a VM outlives a killed daemon', () => {
+    ok(['run', '-d', '--name', 'survivor', '--isolation', 'vm', 'busybox', 'sleep', '1000']);
+    abode.killDaemon();
+    assert.match(ok(['ps']), /survivor/);
+    assert.match(ok(['exec', 'survivor', 'uname', '-r']), /cloud-amd64/);
+    ok(['rm', '-f', 'survivor']);
+  });
+
+  test('--rm leaves no QEMU process, disk, socket or cgroup', () => {
+    ok(vm('true'));
+    const snapshot = hostSnapshot(abode.root);
+    assert.deepEqual(snapshot.shims, []);
+    assert.deepEqual(snapshot.cgroups, []);
+    assert.deepEqual(qemuProcesses(abode.root), []);
+    const instances = join(abode.root, 'instances');
+    assert.deepEqual(existsSync(instances) ? readdirSync(instances) : [], []);
+    const runDirs = join(abode.root, 'run', 'v');
+    assert.deepEqual(existsSync(runDirs) ? readdirSync(runDirs) : [], []);
+  });
+});
+
+describe('what VM isolation needs', () => {
+  test('a missing QEMU says how to install it', () => {
+    const other = new AbodeWithEnv({ ABODE_QEMU: '/nonexistent/qemu-system-x86_64' });
+    try {
+      const result = other.run(vm('true'));
+      assert.equal(result.code, 125);
+      assert.match(result.stderr, /apt-get install qemu-system-x86/);
+    } finally {
+      other.cleanup();
+    }
+  });
+
+  test('a missing kernel says how to get one', () => {
+    const other = new AbodeWithEnv({ ABODE_VM_KERNEL: '/nonexistent/vmlinuz' });
+    try {
+      const result = other.run(vm('true'));
+      assert.equal(result.code, 125);
+      assert.match(result.stderr, /\/nonexistent\/vmlinuz/);
+      assert.match(result.stderr, /linux-image-cloud-amd64/);
+      const pid = other.daemonPid();
+      assert.ok(pid === undefined || alive(pid));
+    } finally {
+      other.cleanup();
+    }
+  });
+});
