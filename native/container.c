@@ -15,6 +15,18 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+int place_in_cgroups(const struct shim_spec *spec, pid_t pid, struct error *err) {
+  char num[16];
+  int len = snprintf(num, sizeof num, "%d", (int)pid);
+  for (size_t i = 0; i < spec->ncgroup_procs; i++) {
+    const char *p = spec->cgroup_procs[i];
+    cleanup_fd int fd = open(p, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write_all(fd, num, (size_t)len) < 0)
+      return fail(err, errno, "cgroup", p, "join cgroup %s", p);
+  }
+  return 0;
+}
+
 int join_cgroups(const struct shim_spec *spec, struct error *err) {
   for (size_t i = 0; i < spec->ncgroup_procs; i++) {
     const char *p = spec->cgroup_procs[i];
@@ -249,9 +261,13 @@ static int readonly_path(const char *p, struct error *err) {
   return 0;
 }
 
-int prepare_container(const struct shim_spec *spec, struct error *err) {
+int enter_cgroup_namespace(const struct shim_spec *spec, struct error *err) {
   if ((spec->namespaces & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
     return fail(err, errno, "namespace", "", "unshare cgroup namespace");
+  return 0;
+}
+
+int prepare_container(const struct shim_spec *spec, struct error *err) {
   for (size_t i = 0; i < spec->njoins; i++) {
     const struct shim_join *j = &spec->joins[i];
     cleanup_fd int fd = open(j->path, O_RDONLY | O_CLOEXEC);

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "container.h"
 #include "monitor.h"
 #include "process.h"
 #include "protocol.h"
@@ -299,8 +300,18 @@ int main(int argc, char **argv) {
     child_exec(&ctx);
   }
   s.child = pid;
-  if (spec.mode == 0)
+  if (spec.mode == 0) {
     m->pid = pid;
+    /* Moving a process between cgroups can wait out an RCU grace period (v1): do it here while the child
+       sets up its mounts, then let the child go on to its cgroup namespace and exec. */
+    if (place_in_cgroups(&spec, pid, &err) < 0)
+      abandon(&s, &err);
+    char go = 'c';
+    if (send(m->sync_fd, &go, 1, MSG_NOSIGNAL) != 1) {
+      fail(&err, errno, "sync", "", "release the child");
+      abandon(&s, &err);
+    }
+  }
   close(s.child_sync);
   if (s.child_out >= 0)
     close(s.child_out);

@@ -294,7 +294,17 @@ _Noreturn void child_run(struct child_ctx *c) {
   setup_stdio(c);
   umask(0);
   /* An empty rootfs runs the process in the host's file system (a VMM, an external OCI runtime). */
-  if (join_cgroups(c->spec, &err) < 0 || (c->spec->rootfs[0] && prepare_container(c->spec, &err) < 0))
+  if (c->spec->rootfs[0] && prepare_container(c->spec, &err) < 0)
+    report(c, &err);
+  /* The shim places us in our cgroups meanwhile; its go-ahead comes before the cgroup namespace. */
+  char go;
+  ssize_t r;
+  do
+    r = read(c->sync_fd, &go, 1);
+  while (r < 0 && errno == EINTR);
+  if (r != 1)
+    _exit(1);
+  if (enter_cgroup_namespace(c->spec, &err) < 0)
     report(c, &err);
   if (c->spec->init)
     run_init(c);
