@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The abode CLI: a thin client of the daemon's API, with docker's commands, flags and exit codes. */
-import { Command, CommanderError } from 'commander';
+import { Command, CommandError } from './args.js';
 import { AbodeError } from '../core/errors.js';
 import { setGlobalRoot } from './context.js';
 
@@ -42,14 +42,10 @@ async function main(argv: string[]): Promise<void> {
   try {
     program.parse(argv);
   } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.exitCode === 0) exit(0);
-      // Bad flags and arguments: docker exits 125 for run/create, 1 otherwise.
-      const first = argv.slice(2).find((a) => !a.startsWith('-'));
-      exit(first === 'run' || first === 'create' ? 125 : error.code === 'commander.unknownCommand' ? 1 : 125);
-      return;
-    }
-    throw error;
+    if (!(error instanceof CommandError)) throw error;
+    // Usage errors: docker exits 125 for run/create, 1 otherwise; --help and --version exit 0.
+    const first = argv.slice(2).find((a) => !a.startsWith('-'));
+    exit(error.exitCode === 0 ? 0 : first === 'run' || first === 'create' ? 125 : 1);
   }
 }
 

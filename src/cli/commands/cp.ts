@@ -6,7 +6,7 @@ import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { IncomingMessage } from 'node:http';
-import type { Command } from 'commander';
+import type { Command } from '../args.js';
 import { create as createTar, extract as extractTar, type ReadEntry, type WriteEntry } from 'tar';
 import { AbodeError } from '../../core/errors.js';
 import { DaemonUnreachableError, type Client } from '../../client/client.js';

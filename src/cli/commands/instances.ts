@@ -6,7 +6,7 @@ import { FrameDecoder } from '../../client/frames.js';
 import { parseTemplate, execute } from '../format/template.js';
 import { renderTable, tabwriter } from '../format/table.js';
 import { bytesSize, humanDuration, statusString } from '../format/units.js';
-import type { Command } from 'commander';
+import type { Command } from '../args.js';
 
 interface Summary {
   Id: string;

@@ -3,7 +3,7 @@
  * this side renders them as docker does: per-layer lines redrawn in place on a terminal, one line per
  * status change otherwise.
  */
-import type { Command } from 'commander';
+import type { Command } from '../args.js';
 import type { IncomingMessage } from 'node:http';
 import type { Client } from '../../client/client.js';
 import { errorFromCode, InvalidArgumentError } from '../../core/errors.js';

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import type { Command } from 'commander';
+import type { Command } from '../args.js';
 import { connectDaemon, daemonEntry } from '../context.js';
 import { collect } from '../options.js';
 import { forEach } from './run.js';

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import type { Command } from '../args.js';
 import { connectDaemon } from '../context.js';
 import { collect, toCreateOptions, type RunFlags } from '../options.js';
 import { relay } from '../attach.js';
