@@ -29,6 +29,7 @@ export function relay(client: Client, socket: Socket, options: AttachOptions): P
       }
     });
     socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.resume();
     const resize = () => {
       if (!options.resizePath || !process.stdout.isTTY) return;
       const [cols, rows] = process.stdout.getWindowSize();

@@ -1,5 +1,5 @@
-import { request, type IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { AbodeError, UnavailableError, errorFromCode } from '../core/errors.js';
 
@@ -49,12 +49,14 @@ export class Client {
     }
   }
 
-  private sendOnce(
+  private async sendOnce(
     method: string,
     path: string,
     options: RequestOptions,
     upgrade = false,
   ): Promise<IncomingMessage | Socket> {
+    // node:http is loaded only for streamed bodies and responses; JSON calls and upgrades go over raw sockets.
+    const { request } = await import('node:http');
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = {};
       let payload: string | undefined;
@@ -96,10 +98,108 @@ export class Client {
 
   /** A JSON call; API errors come back as AbodeError with their stable code. */
   async call<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
-    const res = (await this.send(method, path, options)) as IncomingMessage;
-    const text = await readAll(res);
-    if ((res.headers['content-type'] ?? '').includes('json')) return JSON.parse(text) as T;
+    if (options.bodyStream) {
+      const res = (await this.send(method, path, options)) as IncomingMessage;
+      const text = await readAll(res);
+      if ((res.headers['content-type'] ?? '').includes('json')) return JSON.parse(text) as T;
+      return text as T;
+    }
+    const { head, body } = await this.retrying(() => this.exchange(method, path, options, false));
+    const text = decodeBody(head, body).toString('utf8');
+    if (head.status >= 400) throw toError(head.status, text);
+    if ((head.headers['content-type'] ?? '').includes('json')) return JSON.parse(text) as T;
     return text as T;
+  }
+
+  /** Retries once after starting the daemon when the connection was refused. */
+  private async retrying<R>(attempt: () => Promise<R>): Promise<R> {
+    try {
+      return await attempt();
+    } catch (error) {
+      const refused = error instanceof DaemonUnreachableError && error.details?.errno !== 'ECONNRESET';
+      if (!refused || !this.startDaemon) throw error;
+      await this.startDaemon();
+      return attempt();
+    }
+  }
+
+  /**
+   * One HTTP/1.1 exchange on a fresh connection. For a JSON call it reads the whole response; for an
+   * upgrade it resolves with the socket once the 101 answer is read.
+   */
+  private exchange(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    upgrade: boolean,
+  ): Promise<{ head: ResponseHead; body: Buffer; socket: Socket }> {
+    return new Promise((resolve, reject) => {
+      const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+      const lines = [
+        `${method} ${path}${queryString(options.query)} HTTP/1.1`,
+        'Host: abode',
+        upgrade ? 'Connection: Upgrade' : 'Connection: close',
+        ...(upgrade ? ['Upgrade: tcp'] : []),
+        ...(payload ? ['Content-Type: application/json'] : []),
+        `Content-Length: ${payload?.length ?? 0}`,
+      ];
+      const socket = connect(this.socketPath);
+      let received = Buffer.alloc(0);
+      let head: ResponseHead | undefined;
+      let settled = false;
+      const finish = (error?: Error) => {
+        if (settled) return;
+        settled = true;
+        socket.removeAllListeners('data');
+        if (error) {
+          socket.destroy();
+          reject(error);
+        } else resolve({ head: head as ResponseHead, body: received, socket });
+      };
+      socket.on('connect', () => {
+        socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+        if (payload) socket.write(payload);
+      });
+      socket.on('data', (chunk: Buffer) => {
+        received = Buffer.concat([received, chunk]);
+        if (head) return;
+        const end = received.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        head = parseHead(received.subarray(0, end).toString('latin1'));
+        received = received.subarray(end + 4);
+        if (upgrade && head.status === 101) {
+          // Hand the stream over paused, with what came after the head put back: its reader resumes it.
+          socket.removeAllListeners('data');
+          socket.pause();
+          if (received.length > 0) socket.unshift(received);
+          received = Buffer.alloc(0);
+          finish();
+        }
+      });
+      socket.on('end', () => {
+        if (!head)
+          return finish(
+            new DaemonUnreachableError('the abode daemon closed the connection', { errno: 'ECONNRESET' }),
+          );
+        if (upgrade && head.status !== 101) {
+          const text = decodeBody(head, received).toString('utf8');
+          return finish(toError(head.status, text));
+        }
+        finish();
+      });
+      socket.on('error', (error: NodeJS.ErrnoException) => {
+        if (['ENOENT', 'ECONNREFUSED', 'ECONNRESET'].includes(error.code ?? '')) {
+          finish(
+            new DaemonUnreachableError(
+              `cannot connect to the abode daemon at ${this.socketPath}: ${error.code}`,
+              {
+                errno: error.code,
+              },
+            ),
+          );
+        } else finish(error);
+      });
+    });
   }
 
   /** A streaming response (logs). */
@@ -107,10 +207,44 @@ export class Client {
     return (await this.send(method, path, options)) as IncomingMessage;
   }
 
-  /** An upgraded connection carrying stdcopy frames out and stdin in. */
+  /** An upgraded connection carrying stdcopy frames out and stdin in; paused until its reader resumes it. */
   async upgrade(method: string, path: string, options: RequestOptions = {}): Promise<Socket> {
-    return (await this.send(method, path, options, true)) as Socket;
+    return (await this.retrying(() => this.exchange(method, path, options, true))).socket;
   }
+}
+
+interface ResponseHead {
+  status: number;
+  headers: Record<string, string>;
+}
+
+function parseHead(text: string): ResponseHead {
+  const [statusLine, ...lines] = text.split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return { status: Number(statusLine.split(' ')[1]), headers };
+}
+
+/** The body of a complete response: as sent, or de-chunked. */
+function decodeBody(head: ResponseHead, body: Buffer): Buffer {
+  if (!/chunked/i.test(head.headers['transfer-encoding'] ?? '')) {
+    const length = Number(head.headers['content-length']);
+    return Number.isFinite(length) ? body.subarray(0, length) : body;
+  }
+  const parts: Buffer[] = [];
+  let offset = 0;
+  while (offset < body.length) {
+    const lineEnd = body.indexOf('\r\n', offset);
+    if (lineEnd < 0) break;
+    const size = parseInt(body.subarray(offset, lineEnd).toString('latin1'), 16);
+    if (!size) break;
+    parts.push(body.subarray(lineEnd + 2, lineEnd + 2 + size));
+    offset = lineEnd + 2 + size + 2;
+  }
+  return Buffer.concat(parts);
 }
 
 function readAll(res: IncomingMessage): Promise<string> {

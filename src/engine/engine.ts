@@ -314,9 +314,12 @@ export class Engine extends EventEmitter {
     } catch {
       return;
     }
-    await this.runtime(record)
-      .delete(id)
-      .catch(() => undefined);
+    // With --rm, remove() below frees the runtime's resources; otherwise do it now.
+    if (!record.options.autoRemove) {
+      await this.runtime(record)
+        .delete(id)
+        .catch(() => undefined);
+    }
     record.state = {
       ...record.state,
       status: 'exited',
@@ -400,9 +403,12 @@ export class Engine extends EventEmitter {
       }
       current.state.status = 'removing';
       this.options.store.updateInstance(current);
+      // The runtime first: it unmounts what may be mounted inside the instance's directory.
       await this.runtime(current).delete(current.id);
-      await this.options.snapshotter.remove(current.id);
-      await rm(this.instanceDir(current.id), { recursive: true, force: true });
+      await Promise.all([
+        this.options.snapshotter.remove(current.id),
+        rm(this.instanceDir(current.id), { recursive: true, force: true }),
+      ]);
       this.options.store.deleteInstance(current.id);
       if (opts.volumes) {
         for (const mount of current.mounts) {

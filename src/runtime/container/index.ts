@@ -416,8 +416,7 @@ export class ContainerRuntime implements Runtime {
       // already gone
     }
     const cgroup = await this.options.cgroups.open(files.cgroupPath).catch(() => undefined);
-    await cgroup?.destroy();
-    await rm(files.runDir, { recursive: true, force: true });
+    await Promise.all([cgroup?.destroy(), rm(files.runDir, { recursive: true, force: true })]);
   }
 }
 
