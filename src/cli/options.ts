@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../core/errors.js';
 import type { CreateOptions, Isolation } from '../core/instance.js';
-import { parseBytes, parseCpus } from './format/units.js';
+import { parseBytes, parseCpus } from './format/parse-units.js';
 
 /** Collects a repeatable flag (-e A -e B). */
 export const collect = (value: string, previous: string[] = []) => [...previous, value];

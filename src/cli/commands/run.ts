@@ -4,7 +4,6 @@ import { collect, toCreateOptions, type RunFlags } from '../options.js';
 import { relay } from '../attach.js';
 import { AbodeError } from '../../core/errors.js';
 import type { Client } from '../../client/client.js';
-import { pullImage } from './registry.js';
 
 /** The flags run and create share (docker's names). */
 export function addCreateFlags(command: Command): Command {
@@ -55,7 +54,8 @@ async function createInstance(
   flags: RunFlags,
 ): Promise<string> {
   const options = await toCreateOptions(image, command, flags);
-  const pull = () => pullImage(client, image, { platform: flags.platform }, process.stderr);
+  const pull = async () =>
+    (await import('./registry.js')).pullImage(client, image, { platform: flags.platform }, process.stderr);
   if (flags.pull === 'always') await pull();
   try {
     return (await client.call<{ Id: string }>('POST', '/instances', { body: options })).Id;
