@@ -6,7 +6,7 @@ cd "$here"
 say() { printf 'abode setup: %s\n' "$*" >&2; }
 
 # Debian packages: the C toolchain, tools the runtime calls, and the peers tests and benchmarks compare with.
-packages=(gcc make libc6-dev procps iproute2 attr e2fsprogs runc docker-registry skopeo apache2-utils qemu-system-x86 qemu-utils tmux cpio)
+packages=(gcc make libc6-dev procps iproute2 attr e2fsprogs runc docker-registry skopeo apache2-utils qemu-system-x86 qemu-utils tmux cpio debootstrap umoci buildah podman zstd libcap2-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

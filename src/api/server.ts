@@ -9,6 +9,8 @@ import { Router, readJson, sendError, sendJson, type RequestContext } from './ro
 import { inspectView, summaryView } from './views.js';
 import { registerArchiveRoutes } from './archive.js';
 import { registerRegistryRoutes } from './registry.js';
+import { registerBuildRoutes } from './build.js';
+import { registerImageRoutes } from './images.js';
 
 export interface ApiServices {
   engine: Engine;
@@ -42,6 +44,8 @@ export function buildRouter(s: ApiServices): Router {
   r.on('GET', '/info', () => s.info());
   registerArchiveRoutes(r, e);
   registerRegistryRoutes(r, s.images);
+  registerBuildRoutes(r, e);
+  registerImageRoutes(r, s.images, e);
 
   r.on('POST', '/instances', async (ctx) => {
     const body = (await ctx.body()) as Partial<CreateOptions>;

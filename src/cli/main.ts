@@ -80,14 +80,19 @@ const COMMANDS: [string[], () => Promise<Register>][] = [
     async () => (await import('./commands/instances.js')).registerLifecycle,
   ],
   [
-    ['images', 'import', 'rmi', 'tag', 'volume', 'info', 'version', 'daemon'],
+    ['volume', 'info', 'version', 'daemon'],
     async () => (await import('./commands/resources.js')).registerResources,
+  ],
+  [
+    ['images', 'image', 'history', 'save', 'load', 'import', 'rmi', 'tag', 'system'],
+    async () => (await import('./commands/images.js')).registerImages,
   ],
   [
     ['pull', 'push', 'login', 'logout'],
     async () => (await import('./commands/registry.js')).registerRegistry,
   ],
   [['cp'], async () => (await import('./commands/cp.js')).registerCp],
+  [['build'], async () => (await import('./commands/build.js')).registerBuild],
 ];
 
 /** The modules for the command in argv (all of them for help or an unknown command). */

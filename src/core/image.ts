@@ -86,6 +86,88 @@ export interface ImageService {
   login(server: string, opts: LoginOptions): Promise<string>;
   /** Forgets the stored credentials of `server`; NotFoundError when there were none; returns the server key. */
   logout(server: string): Promise<string>;
+  /** docker save: the images `refs` name as one tar stream (docker-archive or OCI layout); unknown refs fail before any byte. */
+  save(refs: string[], format: ArchiveFormat): Promise<NodeJS.ReadableStream>;
+  /** docker load: a docker-archive or OCI layout tar (plain, gzip or zstd); a bad archive commits nothing. */
+  loadArchive(tar: NodeJS.ReadableStream): Promise<LoadResult>;
+  /** docker history: the config's history, newest first, with the layer each non-empty step made. */
+  history(ref: string): Promise<HistoryEntry[]>;
+  /** docker image inspect: the record with the config's author, comment, history and the layer descriptors. */
+  inspect(ref: string): Promise<ImageDetails>;
+  /** docker image prune: removes dangling images (all unused with `all`) no instance uses, then collects garbage. */
+  prune(opts: PruneOptions): Promise<PruneResult>;
+  /** Deletes blobs and unpacked layers no image or snapshot uses (older than `graceMs`, default 60 s); returns what went. */
+  collectGarbage(graceMs?: number): Promise<GcReport>;
+  /** Disk use of images and snapshots (instance writable layers), for system df. */
+  diskUsage(): Promise<ImageDiskUsage>;
+}
+
+/** Formats of ImageService.save: `docker` (docker save's docker-archive) or `oci` (OCI image layout). */
+export type ArchiveFormat = 'docker' | 'oci';
+
+/** What ImageService.loadArchive committed. */
+export interface LoadResult {
+  images: { id: string; refs: string[] }[];
+  /** docker's lines: `Loaded image: busybox:latest`, or `Loaded image ID: sha256:…` for an unnamed one. */
+  lines: string[];
+  format: 'docker-archive' | 'oci';
+}
+
+/** One step of an image's history (docker history). */
+export interface HistoryEntry {
+  /** The image ID for the top step, `<missing>` for the others (as docker shows pulled images). */
+  id: string;
+  created: string;
+  createdBy: string;
+  comment: string;
+  /** Bytes of the layer this step made (0 for empty_layer steps). */
+  size: number;
+  /** Tags of the image, on the top step only. */
+  tags: string[];
+  emptyLayer: boolean;
+}
+
+/** ImageService.inspect: the record plus what docker image inspect shows beyond it. */
+export interface ImageDetails extends ImageRecord {
+  author: string;
+  comment: string;
+  variant?: string;
+  /** Layer descriptors of the manifest (media type, digest, compressed size). */
+  layers: { mediaType: string; digest: string; size: number }[];
+  /** Unpacked layer directories, bottom first (GraphDriver). */
+  layerPaths: string[];
+  history: HistoryEntry[];
+  manifestMediaType: string;
+}
+
+/** Options of ImageService.prune. */
+export interface PruneOptions {
+  /** Also images with tags (docker image prune -a). */
+  all: boolean;
+  inUse: (imageId: string) => boolean;
+}
+
+export interface PruneResult {
+  /** docker's `{Untagged}` / `{Deleted}` items. */
+  deleted: { Untagged?: string; Deleted?: string }[];
+  /** Bytes freed on disk. */
+  spaceReclaimed: number;
+}
+
+/** What ImageService.collectGarbage deleted. */
+export interface GcReport {
+  blobsDeleted: string[];
+  layersDeleted: string[];
+  bytesFreed: number;
+}
+
+/** ImageService.diskUsage. */
+export interface ImageDiskUsage {
+  /** Bytes on disk of all blobs and unpacked layers. */
+  totalBytes: number;
+  images: { id: string; size: number; sharedSize: number; containers: number }[];
+  /** Writable-layer bytes of each snapshot, by key (the instance ID). */
+  snapshots: Record<string, number>;
 }
 
 /** Turns an image's layers into a root file system for one instance, keyed by an instance-chosen key. */
@@ -130,4 +212,47 @@ export interface LoginOptions {
   username: string;
   password: string;
   tlsVerify?: boolean;
+}
+
+/** What ImageService.commitLayer records besides the layer. */
+export interface CommitLayerOptions {
+  /** The image the new one is built on (its ID); undefined for an image from scratch. */
+  parent?: string;
+  /** The new image's config (it replaces the parent's). */
+  config: ImageConfig;
+  /** The history entry's `created_by` (`/bin/sh -c make`, `/bin/sh -c #(nop) ENV A=1`). */
+  createdBy: string;
+  comment?: string;
+  /** References to point at the new image; none leaves it dangling. */
+  refs?: string[];
+  /** `os/arch[/variant]` of an image from scratch; default the host's. */
+  platform?: string;
+}
+
+/** Options of Snapshotter.diff. */
+export interface DiffOptions {
+  /** Paths (relative, `/`-separated) left out when they are empty regular files: the runtime's bind-mount targets. */
+  excludeEmptyFiles?: string[];
+}
+
+/** Building images from snapshots (docker commit / build): added to ImageService and Snapshotter by the local implementation. */
+export interface LayerCommitter {
+  /**
+   * A new image on `parent`: `layer` (an uncompressed layer tar, e.g. Snapshotter.diff) becomes its top
+   * layer, or with `layer` undefined only the config changes (an `empty_layer` history entry). A bad
+   * stream commits nothing.
+   */
+  commitLayer(layer: NodeJS.ReadableStream | undefined, opts: CommitLayerOptions): Promise<ImageRecord>;
+  /** As resolve, reporting the progress of building a built-in image (debian takes a while the first time). */
+  resolveWithProgress(ref: string, onProgress: (e: ProgressEvent) => void): Promise<ImageRecord>;
+}
+
+/** Reading a snapshot's changes. */
+export interface SnapshotDiffer {
+  /**
+   * The changes in snapshot `key` (its writable layer) as an uncompressed layer tar: overlay whiteouts
+   * (char devices 0/0) become `.wh.NAME` entries and opaque directories `.wh..wh..opq`; undefined when
+   * nothing changed. The snapshot must not be mounted elsewhere while the stream is read.
+   */
+  diff(key: string, opts?: DiffOptions): Promise<NodeJS.ReadableStream | undefined>;
 }

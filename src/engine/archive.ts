@@ -112,14 +112,9 @@ export async function resolveInRoot(
   return { hostPath: join(root, ...resolved), path: '/' + resolved.join('/'), exists: true };
 }
 
-/** The private handles archive.ts needs from the engine (one place to change if they move). */
+/** What archive.ts needs from the engine. */
 function internals(engine: Engine) {
-  return {
-    snapshotter: engine['options'].snapshotter,
-    images: engine['options'].images,
-    root: engine['options'].root,
-    locked: <T>(id: string, work: () => Promise<T>) => engine['locked'](id, work),
-  };
+  return { ...engine.parts, locked: <T>(id: string, work: () => Promise<T>) => engine.locked(id, work) };
 }
 
 async function mountAll(mounts: Mount[], target: string): Promise<void> {

@@ -75,8 +75,13 @@ export class Engine extends EventEmitter {
     }
   }
 
+  /** The image service, snapshotter and state root, for the engine's own helpers (archive, build). */
+  get parts(): Pick<EngineOptions, 'images' | 'snapshotter' | 'root'> {
+    return { images: this.options.images, snapshotter: this.options.snapshotter, root: this.options.root };
+  }
+
   /** Serializes operations on one instance. */
-  private async locked<T>(id: string, work: () => Promise<T>): Promise<T> {
+  async locked<T>(id: string, work: () => Promise<T>): Promise<T> {
     const previous = this.locks.get(id) ?? Promise.resolve();
     const next = previous.catch(() => undefined).then(work);
     this.locks.set(id, next);

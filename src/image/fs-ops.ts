@@ -36,6 +36,15 @@ export async function setXattr(path: string, name: string, value: string): Promi
   await tool('setfattr', ['-h', '-n', name, '-v', value, '--', path], 'attr');
 }
 
+/** Sets an extended attribute to raw bytes (hex-encoded for setfattr), without following a final symlink. */
+export async function setXattrBytes(path: string, name: string, value: Buffer): Promise<void> {
+  await tool(
+    'setfattr',
+    ['-h', '-n', name, '-v', value.length ? `0x${value.toString('hex')}` : '', '--', path],
+    'attr',
+  );
+}
+
 /** An overlayfs whiteout: a character device 0/0 that hides the same name in lower layers. */
 export async function makeOverlayWhiteout(path: string): Promise<void> {
   await mknod(path, 'c', 0o000, 0, 0);

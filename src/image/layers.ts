@@ -5,10 +5,11 @@ import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { Digester, digestHex, isDigestHex, sha256Digest, type Digest } from '../core/digest.js';
-import { InvalidArgumentError, UnavailableError } from '../core/errors.js';
+import { InvalidArgumentError } from '../core/errors.js';
 import type { ContentStore } from './content-store.js';
 import { layerCompression, type Descriptor } from './oci-image.js';
 import { applyTar, type ApplyOptions } from './tar-apply.js';
+import { isZstd, zstdDecompress } from './zstd.js';
 
 /** What is recorded beside an unpacked layer in `meta.json`. */
 export interface LayerInfo {
@@ -59,10 +60,7 @@ export async function decompressed(input: NodeJS.ReadableStream): Promise<NodeJS
     gunzip.on('error', () => raw.destroy());
     return raw.pipe(gunzip).on('error', () => undefined);
   }
-  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) {
-    raw.destroy();
-    throw new UnavailableError('zstd-compressed layers are not supported yet');
-  }
+  if (isZstd(head)) return zstdDecompress(raw).on('error', () => undefined);
   return raw;
 }
 
@@ -131,11 +129,10 @@ export class LayerStore {
   /** Unpacks one layer blob from the content store on top of `parent`, checking its diff ID. */
   private async applyBlob(parent: Digest | undefined, desc: Descriptor, diffId: Digest): Promise<LayerInfo> {
     const compression = layerCompression(desc.mediaType);
-    if (compression === 'zstd')
-      throw new UnavailableError(`layer ${desc.digest}: zstd layers are not supported yet`);
     const blob = await this.content.openRead(desc.digest);
     let tar: NodeJS.ReadableStream = blob;
-    if (compression === 'gzip') {
+    if (compression === 'zstd') tar = zstdDecompress(blob);
+    else if (compression === 'gzip') {
       const gunzip = createGunzip();
       blob.on('error', (err) => gunzip.destroy(err));
       tar = blob.pipe(gunzip);

@@ -6,10 +6,12 @@ import { createGzip, gzipSync } from 'node:zlib';
 import { isDigest, sha256Digest, shortId, type Digest } from '../core/digest.js';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../core/errors.js';
 import type {
+  CommitLayerOptions,
   ImageConfig,
   ImageRecord,
   ImageService,
   ImportOptions,
+  LayerCommitter,
   LoginOptions,
   ProgressEvent,
   PullOptions,
@@ -29,6 +31,9 @@ import {
   type Reference,
 } from '../core/reference.js';
 import { BUSYBOX_REF, buildBusybox, type BuiltinImage } from './builtin/busybox.js';
+import { DEBIAN_REFS, buildDebian } from './builtin/debian.js';
+import { createReadStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { applyChanges } from './changes.js';
 import type { ContentStore } from './content-store.js';
 import type { ImageStore, IndexDocument, LoadedImage } from './image-store.js';
@@ -42,9 +47,25 @@ import {
   type ImageConfigDocument,
   type Manifest,
 } from './oci-image.js';
+import type {
+  ArchiveFormat,
+  GcReport,
+  HistoryEntry,
+  ImageDetails,
+  ImageDiskUsage,
+  LoadResult,
+  PruneOptions,
+  PruneResult,
+} from '../core/image.js';
+import { checkBlobs, loadArchive, saveArchive, type SaveItem } from './archive/index.js';
+import { collectGarbage, diskBytes, diskUsage, GcLock, type GcContext } from './gc.js';
+import { imageDetails, imageHistory } from './history.js';
 
 /** Builds a built-in image (tests replace the busybox builder to stay offline). */
-export type BuiltinBuilder = (cacheDir: string) => Promise<BuiltinImage>;
+export type BuiltinBuilder = (
+  cacheDir: string,
+  onProgress?: (e: ProgressEvent) => void,
+) => Promise<BuiltinImage>;
 
 export interface LocalImageServiceOptions {
   root: string;
@@ -94,9 +115,10 @@ function familiar(ref: string): string {
   }
 }
 
-export class LocalImageService implements ImageService {
+export class LocalImageService implements ImageService, LayerCommitter {
   private readonly loaded = new Map<string, LoadedImage>();
-  private readonly building = new Map<string, Promise<void>>();
+  /** Built-in images being built, by builder (aliases of one image share one build). */
+  private readonly building = new Map<string | BuiltinBuilder, Promise<void>>();
   private readonly builtins: Record<string, BuiltinBuilder>;
   /** Registry credentials: `ROOT/auth.json`, docker's config.json format, mode 0600. */
   private readonly credentials: CredentialStore;
@@ -107,7 +129,10 @@ export class LocalImageService implements ImageService {
   > = {};
 
   constructor(private readonly o: LocalImageServiceOptions) {
-    this.builtins = o.builtins ?? { [BUSYBOX_REF]: buildBusybox };
+    this.builtins = o.builtins ?? {
+      [BUSYBOX_REF]: buildBusybox,
+      ...Object.fromEntries(DEBIAN_REFS.map((r) => [r, buildDebian])),
+    };
     this.credentials = new CredentialStore(join(o.root, 'auth.json'));
   }
 
@@ -199,11 +224,18 @@ export class LocalImageService implements ImageService {
   }
 
   async resolve(ref: string): Promise<ImageRecord> {
+    return this.resolveWithProgress(ref, (e) =>
+      process.stderr.write(`${new Date().toISOString()} building ${ref}: ${e.status}\n`),
+    );
+  }
+
+  /** See LayerCommitter.resolveWithProgress. */
+  async resolveWithProgress(ref: string, onProgress: (e: ProgressEvent) => void): Promise<ImageRecord> {
     let found = this.find(await this.o.store.read(), ref);
     if (!found) {
       const builtin = this.builtinFor(ref);
       if (builtin) {
-        await this.buildBuiltin(builtin);
+        await this.buildBuiltin(builtin, onProgress);
         found = this.find(await this.o.store.read(), ref);
       }
     }
@@ -224,11 +256,27 @@ export class LocalImageService implements ImageService {
   }
 
   /** Builds a built-in image once, even when many callers ask at the same time. */
-  private buildBuiltin(ref: string): Promise<void> {
-    let p = this.building.get(ref);
+  private buildBuiltin(ref: string, onProgress?: (e: ProgressEvent) => void): Promise<void> {
+    const builder = this.builtins[ref]!;
+    let p = this.building.get(builder);
     if (!p) {
       p = (async () => {
-        const built = await this.builtins[ref]!(join(this.o.root, 'cache'));
+        const built = await builder(join(this.o.root, 'cache'), onProgress);
+        if (built.layerFile) {
+          // A large layer on disk (debian): streamed through gzip, never held in memory.
+          try {
+            onProgress?.({ status: 'Committing the layer' });
+            await this.commitLayer(createReadStream(built.layerFile), {
+              config: built.config,
+              createdBy: built.createdBy,
+              refs: [ref, ...(built.aliases ?? [])],
+              created: built.created,
+            });
+          } finally {
+            await rm(built.layerFile, { force: true });
+          }
+          return;
+        }
         const blob = gzipSync(built.layer, { level: 9 });
         const info = await this.o.content.write(blob);
         const diffId = sha256Digest(built.layer);
@@ -245,10 +293,86 @@ export class LocalImageService implements ImageService {
           },
           refs: [ref],
         });
-      })().finally(() => this.building.delete(ref));
-      this.building.set(ref, p);
+      })().finally(() => this.building.delete(builder));
+      this.building.set(builder, p);
     }
     return p;
+  }
+
+  /** See LayerCommitter.commitLayer. */
+  async commitLayer(
+    layer: NodeJS.ReadableStream | undefined,
+    opts: CommitLayerOptions & { created?: string },
+  ): Promise<ImageRecord> {
+    const doc = await this.o.store.read();
+    let parent: LoadedImage | undefined;
+    if (opts.parent) {
+      const found = this.find(doc, opts.parent);
+      if (!found) throw this.notFound(opts.parent);
+      parent = await this.load(doc, found.id);
+      await this.ensureLayers(doc, found.id);
+    }
+    const refs = (opts.refs ?? []).map((r) => {
+      const parsed = parseNormalizedTagged(r);
+      if (parsed.digest) throw new InvalidArgumentError('refusing to create a tag with a digest reference');
+      return formatReference(parsed);
+    });
+    const created = opts.created ?? new Date().toISOString();
+    const layers = [...(parent?.manifest.layers ?? [])];
+    const diffIds = [...(parent?.config.rootfs.diff_ids ?? [])];
+    const history: History[] = [...(parent?.config.history ?? [])];
+    const entry: History = { created, created_by: opts.createdBy };
+    if (opts.comment) entry.comment = opts.comment;
+    if (layer) {
+      const input = await decompressed(layer);
+      const writer = await this.o.content.writer();
+      try {
+        const gzip = createGzip();
+        gzip.pipe(writer.stream);
+        const tee = new Transform({
+          transform(chunk: Buffer, _enc, cb) {
+            if (gzip.write(chunk)) cb(null, chunk);
+            else gzip.once('drain', () => cb(null, chunk));
+          },
+          flush(cb) {
+            gzip.end();
+            cb();
+          },
+        });
+        input.on('error', (err) => tee.destroy(err));
+        const parentChain = diffIds.length ? chainIds(diffIds)[diffIds.length - 1] : undefined;
+        const applied = await this.o.layers.apply(parentChain, input.pipe(tee));
+        await finished(writer.stream);
+        const blob = await writer.commit();
+        layers.push({ mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size });
+        diffIds.push(applied.diffId);
+      } catch (err) {
+        await writer.abort();
+        throw err;
+      }
+    } else entry.empty_layer = true;
+    history.push(entry);
+    let platform: { architecture: string; os: string; variant?: string } = hostPlatform();
+    if (parent) {
+      platform = { architecture: parent.config.architecture, os: parent.config.os };
+      if (parent.config.variant) platform.variant = parent.config.variant;
+    } else if (opts.platform) {
+      const [os, architecture, variant] = opts.platform.split('/');
+      if (!os || !architecture) throw new InvalidArgumentError(`invalid platform: ${opts.platform}`);
+      platform = { os, architecture, ...(variant ? { variant } : {}) };
+    }
+    const id = await this.commit({
+      layers,
+      config: {
+        created,
+        ...platform,
+        config: opts.config as ImageConfigDocument['config'],
+        rootfs: { type: 'layers', diff_ids: diffIds },
+        history,
+      },
+      refs,
+    });
+    return this.toRecord(await this.o.store.read(), id);
   }
 
   /** Unpacks any missing layer of an image; returns their directories bottom first. */
@@ -576,5 +700,83 @@ export class LocalImageService implements ImageService {
     const key = serverKey(server);
     if (!(await this.credentials.remove(key))) throw new NotFoundError(`Not logged in to ${server || key}`);
     return key;
+  }
+
+  /** Loads and collections never interleave: a collection waits for loads, and loads for it. */
+  readonly gcLock = new GcLock();
+
+  private gcContext(): GcContext {
+    const { root, content, store, layers } = this.o;
+    return { root, content, store, layers, load: async (id) => this.load(await store.read(), id) };
+  }
+
+  /** docker save: see ImageService.save; a tag reference names the image in the archive, an ID does not. */
+  async save(refs: string[], format: ArchiveFormat): Promise<NodeJS.ReadableStream> {
+    if (refs.length === 0) throw new InvalidArgumentError('save needs at least one image');
+    if (format !== 'docker' && format !== 'oci')
+      throw new InvalidArgumentError(`unknown archive format ${JSON.stringify(format)} (docker or oci)`);
+    const items = new Map<string, SaveItem>();
+    for (const ref of refs) {
+      const record = await this.resolve(ref);
+      const doc = await this.o.store.read();
+      const found = this.find(doc, ref);
+      const item = items.get(record.id) ?? { image: await this.load(doc, record.id as Digest), refs: [] };
+      if (found?.via === 'tag' && !item.refs.includes(found.ref)) item.refs.push(found.ref);
+      items.set(record.id, item);
+    }
+    await checkBlobs(this.o.content, [...items.values()]);
+    return saveArchive(this.o.content, [...items.values()], format);
+  }
+
+  /** docker load: see ImageService.loadArchive. */
+  async loadArchive(tar: NodeJS.ReadableStream): Promise<LoadResult> {
+    return this.gcLock.withShared(() => loadArchive(this.o, tar));
+  }
+
+  /** docker history. */
+  async history(ref: string): Promise<HistoryEntry[]> {
+    const record = await this.resolve(ref);
+    const img = await this.load(await this.o.store.read(), record.id as Digest);
+    return imageHistory(img, record, this.o.layers);
+  }
+
+  /** docker image inspect. */
+  async inspect(ref: string): Promise<ImageDetails> {
+    const record = await this.resolve(ref);
+    const img = await this.load(await this.o.store.read(), record.id as Digest);
+    return imageDetails(img, record, this.o.layers);
+  }
+
+  /** docker image prune: removes by ID what no instance uses, then collects garbage; reports the bytes freed. */
+  async prune(opts: PruneOptions): Promise<PruneResult> {
+    const usage = async () =>
+      (await diskBytes(join(this.o.root, 'content'))) + (await diskBytes(join(this.o.root, 'layers')));
+    const before = await usage();
+    const doc = await this.o.store.read();
+    const deleted: PruneResult['deleted'] = [];
+    for (const id of Object.keys(doc.images)) {
+      const tagged = Object.values(doc.refs).includes(id);
+      if ((tagged && !opts.all) || opts.inUse(id)) continue;
+      const lines = await this.remove(id, { force: true, inUse: opts.inUse }).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return [] as string[];
+        throw err;
+      });
+      for (const line of lines) {
+        const m = /^(Untagged|Deleted): (.*)$/.exec(line);
+        if (m) deleted.push(m[1] === 'Untagged' ? { Untagged: m[2]! } : { Deleted: m[2]! });
+      }
+    }
+    await this.collectGarbage();
+    return { deleted, spaceReclaimed: Math.max(0, before - (await usage())) };
+  }
+
+  /** Garbage collection: see ImageService.collectGarbage. */
+  async collectGarbage(graceMs = 60_000): Promise<GcReport> {
+    return this.gcLock.withExclusive(() => collectGarbage(this.gcContext(), graceMs));
+  }
+
+  /** system df: see ImageService.diskUsage. */
+  async diskUsage(): Promise<ImageDiskUsage> {
+    return diskUsage(this.gcContext());
   }
 }

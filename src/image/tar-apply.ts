@@ -3,7 +3,8 @@ import { constants, promises as fs } from 'node:fs';
 import { join, posix } from 'node:path';
 import { Parser, type ReadEntry } from 'tar';
 import { InvalidArgumentError } from '../core/errors.js';
-import { makeOverlayOpaque, makeOverlayWhiteout, mknod } from './fs-ops.js';
+import { makeOverlayOpaque, makeOverlayWhiteout, mknod, setXattrBytes } from './fs-ops.js';
+import { XattrTracker, type Xattrs } from './tar-xattrs.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const WHITEOUT_META_PREFIX = '.wh..wh.';
@@ -16,6 +17,8 @@ export interface ApplyOptions {
   whiteout?: (path: string) => Promise<void>;
   /** Marks `dir` opaque (default: `trusted.overlay.opaque=y` via setfattr). */
   opaque?: (dir: string) => Promise<void>;
+  /** Sets an extended attribute from a `SCHILY.xattr.*` PAX record (default: setfattr). */
+  xattr?: (path: string, name: string, value: Buffer) => Promise<void>;
 }
 
 export interface ApplyResult {
@@ -50,6 +53,15 @@ export async function applyTar(
   const owner = opts.preserveOwner ?? process.getuid?.() === 0;
   const whiteout = opts.whiteout ?? makeOverlayWhiteout;
   const opaque = opts.opaque ?? makeOverlayOpaque;
+  const setXattr = opts.xattr ?? setXattrBytes;
+  const tracker = new XattrTracker();
+  /** Applies an entry's xattrs (after chown, which clears security.capability); overlay's own names are refused. */
+  const applyXattrs = async (abs: string, xattrs: Xattrs | undefined) => {
+    for (const [name, value] of xattrs ?? []) {
+      if (name.startsWith('trusted.overlay.')) continue;
+      await setXattr(abs, name, value);
+    }
+  };
   const dirs: { abs: string; mode: number; uid: number; gid: number; mtime: Date | undefined }[] = [];
   const opaques = new Set<string>();
   const result: ApplyResult = { size: 0, entries: 0 };
@@ -111,9 +123,11 @@ export async function applyTar(
 
     const parent = await ensureDir(dirRel, entry.path);
     const abs = join(parent, base);
+    const xattrs = tracker.xattrsOf(entry.path);
     switch (entry.type) {
       case 'Directory': {
         if (!(await removeExisting(abs, true))) await fs.mkdir(abs, { mode: 0o700 });
+        await applyXattrs(abs, xattrs);
         dirs.push({
           abs,
           mode: (entry.mode ?? 0o755) & 0o7777,
@@ -141,6 +155,7 @@ export async function applyTar(
           await fh.close();
         }
         await setMeta(abs, entry, true);
+        await applyXattrs(abs, xattrs);
         return;
       }
       case 'SymbolicLink': {
@@ -149,6 +164,7 @@ export async function applyTar(
         await fs.symlink(entry.linkpath ?? '', abs);
         if (owner) await fs.lchown(abs, entry.uid ?? 0, entry.gid ?? 0);
         if (entry.mtime) await fs.lutimes(abs, entry.mtime, entry.mtime);
+        await applyXattrs(abs, xattrs);
         return;
       }
       case 'Link': {
@@ -162,6 +178,7 @@ export async function applyTar(
         if (st.isDirectory()) throw breakout(entry.path, 'is a hard link to a directory');
         await removeExisting(abs, false);
         await fs.link(src, abs);
+        await applyXattrs(abs, xattrs);
         return;
       }
       case 'CharacterDevice':
@@ -172,6 +189,7 @@ export async function applyTar(
         const h = entry.header as unknown as { devmaj?: number; devmin?: number };
         await mknod(abs, kind, entry.mode ?? 0o600, h.devmaj ?? 0, h.devmin ?? 0);
         await setMeta(abs, entry, true);
+        await applyXattrs(abs, xattrs);
         return;
       }
       default:
@@ -187,8 +205,10 @@ export async function applyTar(
       if (failed) return;
       failed = true;
       const src = input as NodeJS.ReadableStream & { destroy?: () => void };
-      src.unpipe(parser as unknown as NodeJS.WritableStream);
+      tracker.unpipe(parser as unknown as NodeJS.WritableStream);
+      src.unpipe(tracker);
       src.destroy?.();
+      tracker.destroy();
       const code = String((err as NodeJS.ErrnoException)?.code);
       if (/^TAR_/.test(code))
         reject(new InvalidArgumentError(`invalid tar archive: ${(err as Error).message}`));
@@ -210,7 +230,7 @@ export async function applyTar(
     parser.on('error', fail);
     parser.on('end', () => chain.then(() => (failed ? undefined : resolve())));
     input.on('error', fail);
-    input.pipe(parser as unknown as NodeJS.WritableStream);
+    input.pipe(tracker).pipe(parser as unknown as NodeJS.WritableStream);
   });
 
   for (const dir of opaques) await opaque(dir);

@@ -1,20 +1,11 @@
-import { createReadStream } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import type { Command } from '../args.js';
 import { connectDaemon, daemonEntry } from '../context.js';
 import { collect } from '../options.js';
 import { forEach } from './run.js';
 import { renderTable } from '../format/table.js';
-import { humanDuration, humanSize } from '../format/units.js';
+import { humanSize } from '../format/units.js';
 import { parseTemplate, execute } from '../format/template.js';
-
-interface ImageRecord {
-  id: string;
-  repoTags: string[];
-  repoDigests: string[];
-  created: string;
-  size: number;
-}
 
 interface VolumeRecord {
   name: string;
@@ -26,130 +17,7 @@ interface VolumeRecord {
 
 type Run = (work: () => Promise<number>) => void;
 
-function shortTag(tag: string): [string, string] {
-  const familiar = tag.replace(/^docker\.io\/library\//, '').replace(/^docker\.io\//, '');
-  const colon = familiar.lastIndexOf(':');
-  return colon > familiar.lastIndexOf('/')
-    ? [familiar.slice(0, colon), familiar.slice(colon + 1)]
-    : [familiar, 'latest'];
-}
-
-async function imagesCommand(flags: {
-  quiet?: boolean;
-  format?: string;
-  digests?: boolean;
-}): Promise<number> {
-  const { client } = await connectDaemon();
-  const images = await client.call<ImageRecord[]>('GET', '/images');
-  const rows = images.flatMap((image) => {
-    const tags = image.repoTags.length > 0 ? image.repoTags : ['<none>:<none>'];
-    return tags.map((tag) => {
-      const [repository, t] = tag === '<none>:<none>' ? ['<none>', '<none>'] : shortTag(tag);
-      return {
-        Repository: repository,
-        Tag: t,
-        ID: image.id.replace(/^sha256:/, '').slice(0, 12),
-        Digest: image.repoDigests[0]?.split('@')[1] ?? '<none>',
-        CreatedSince: `${humanDuration(Date.now() - Date.parse(image.created))} ago`,
-        CreatedAt: image.created,
-        Size: humanSize(image.size),
-      };
-    });
-  });
-  if (flags.quiet) {
-    process.stdout.write([...new Set(rows.map((r) => r.ID))].map((id) => `${id}\n`).join(''));
-    return 0;
-  }
-  const headers = {
-    Repository: 'REPOSITORY',
-    Tag: 'TAG',
-    ID: 'IMAGE ID',
-    Digest: 'DIGEST',
-    CreatedSince: 'CREATED',
-    CreatedAt: 'CREATED AT',
-    Size: 'SIZE',
-  };
-  const defaultFormat = flags.digests
-    ? 'table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}'
-    : 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
-  process.stdout.write(renderTable(flags.format ?? null, rows, headers, defaultFormat));
-  return 0;
-}
-
 export function registerResources(program: Command, run: Run): void {
-  program
-    .command('images')
-    .description('List images')
-    .option('-q, --quiet', 'only image ids')
-    .option('--digests', 'show digests')
-    .option('--format <template>', 'Go template or "table ..."')
-    .addHelpText('after', '\nExample:\n  abode images --format "{{.Repository}}:{{.Tag}}"')
-    .action((flags) => run(() => imagesCommand(flags)));
-  program
-    .command('import')
-    .description('Create an image from a root file system tarball (plain or gzip)')
-    .argument('<file>', 'tar file, or - for stdin')
-    .argument('[name]', 'repository[:tag] for the new image')
-    .option(
-      '-c, --change <instruction>',
-      'apply a Containerfile instruction (CMD, ENTRYPOINT, ENV, ...)',
-      collect,
-    )
-    .option('-m, --message <text>', 'commit message')
-    .addHelpText('after', '\nExample:\n  abode import rootfs.tar myimage:1 --change \'CMD ["/bin/sh"]\'')
-    .action((file: string, name: string | undefined, flags: { change?: string[]; message?: string }) =>
-      run(async () => {
-        const { client } = await connectDaemon();
-        const body = file === '-' ? process.stdin : createReadStream(file);
-        const opened = new Promise<void>((resolve, reject) => {
-          if (file === '-') resolve();
-          else body.once('open', () => resolve()).once('error', reject);
-        });
-        await opened;
-        const image = await client.call<ImageRecord>('POST', '/images/import', {
-          query: { ref: name, change: flags.change ?? [], message: flags.message },
-          bodyStream: body,
-        });
-        process.stdout.write(`${image.id}\n`);
-        return 0;
-      }),
-    );
-  program
-    .command('rmi')
-    .description('Remove images')
-    .argument('<image...>')
-    .option('-f, --force', 'remove even when instances use it')
-    .action((refs: string[], flags: { force?: boolean }) =>
-      run(async () => {
-        const { client } = await connectDaemon();
-        let failed = false;
-        for (const ref of refs) {
-          try {
-            const lines = await client.call<string[]>('DELETE', `/images/${encodeURIComponent(ref)}`, {
-              query: { force: flags.force ?? false },
-            });
-            for (const line of lines) process.stdout.write(`${line}\n`);
-          } catch (error) {
-            failed = true;
-            process.stderr.write(`Error response from daemon: ${(error as Error).message}\n`);
-          }
-        }
-        return failed ? 1 : 0;
-      }),
-    );
-  program
-    .command('tag')
-    .description('Give an image another name')
-    .argument('<source>')
-    .argument('<target>')
-    .action((source: string, target: string) =>
-      run(async () => {
-        const { client } = await connectDaemon();
-        await client.call('POST', `/images/${encodeURIComponent(source)}/tag`, { query: { target } });
-        return 0;
-      }),
-    );
-
   const volume = program.command('volume').description('Manage named volumes');
   volume
     .command('create')

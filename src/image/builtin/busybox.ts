@@ -22,6 +22,10 @@ export interface BuiltinImage {
   config: ImageConfig;
   created: string;
   createdBy: string;
+  /** Instead of `layer`: an uncompressed layer tar on disk (large images), deleted once committed. */
+  layerFile?: string;
+  /** More references to point at the image (`debian:12` besides `debian:bookworm`). */
+  aliases?: string[];
 }
 
 const PASSWD = `root:x:0:0:root:/root:/bin/sh

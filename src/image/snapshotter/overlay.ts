@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
-import type { ImageRecord, Mount, Snapshotter } from '../../core/image.js';
+import type { DiffOptions, ImageRecord, Mount, SnapshotDiffer, Snapshotter } from '../../core/image.js';
+import { isEmptyDir, upperDirTar } from '../build/layer-diff.js';
 
 const KEY_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /** The kernel's limit for mount data (one page); longer lowerdir lists need shorter paths. */
@@ -26,7 +27,7 @@ function checkPath(p: string): string {
 }
 
 /** Snapshots as overlay mounts over shared layer directories. */
-export class OverlaySnapshotter implements Snapshotter {
+export class OverlaySnapshotter implements Snapshotter, SnapshotDiffer {
   private readonly dir: string;
 
   constructor(
@@ -135,6 +136,18 @@ export class OverlaySnapshotter implements Snapshotter {
     };
     await walk(join(this.path(key), 'fs'));
     return total;
+  }
+
+  /** See SnapshotDiffer.diff: the upper directory as a layer tar (the snapshot must not be mounted). */
+  async diff(key: string, opts: DiffOptions = {}): Promise<NodeJS.ReadableStream | undefined> {
+    const upper = join(this.path(key), 'fs');
+    try {
+      await fs.access(join(this.path(key), 'meta.json'));
+    } catch {
+      throw new NotFoundError(`snapshot ${key}: not found`);
+    }
+    if (await isEmptyDir(upper)) return undefined;
+    return upperDirTar(upper, opts);
   }
 
   async list(): Promise<string[]> {
