@@ -25,6 +25,26 @@ interface ImageRecord {
   repoDigests: string[];
   created: string;
   size: number;
+  diffIds?: string[];
+}
+
+/** docker's intermediate images: untagged ones whose layers another, later image builds on (build steps). */
+export function intermediateIds(images: ImageRecord[]): Set<string> {
+  const hidden = new Set<string>();
+  for (const image of images) {
+    if (image.repoTags.length > 0 || !image.diffIds) continue;
+    const layers = image.diffIds;
+    const child = images.find(
+      (other) =>
+        other.id !== image.id &&
+        other.diffIds !== undefined &&
+        other.diffIds.length >= layers.length &&
+        layers.every((d, i) => other.diffIds?.[i] === d) &&
+        other.created >= image.created,
+    );
+    if (child) hidden.add(image.id);
+  }
+  return hidden;
 }
 
 interface HistoryRow {
@@ -48,10 +68,12 @@ const shortId = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
 
 async function imagesCommand(
   filter: string | undefined,
-  flags: { quiet?: boolean; format?: string; digests?: boolean; trunc?: boolean },
+  flags: { quiet?: boolean; format?: string; digests?: boolean; trunc?: boolean; all?: boolean },
 ): Promise<number> {
   const { client } = await connectDaemon();
-  const images = await client.call<ImageRecord[]>('GET', '/images');
+  const everything = await client.call<ImageRecord[]>('GET', '/images');
+  const hidden = flags.all ? new Set<string>() : intermediateIds(everything);
+  const images = everything.filter((image) => !hidden.has(image.id));
   // docker images [REPOSITORY[:TAG]]: the repository as shown, and the tag when one is given
   const [wantRepo, wantTag] = filter ? shortTag(filter) : [undefined, undefined];
   const explicitTag = filter !== undefined && /:[^/]+$/.test(filter);
@@ -463,7 +485,7 @@ function define(parent: Command, run: Run, top: boolean): void {
   images
     .description('List images')
     .option('-q, --quiet', 'only image ids')
-    .option('-a, --all', 'all images (abode has no intermediate images; same as without)')
+    .option('-a, --all', 'show intermediate images (the untagged steps of builds) too')
     .argument('[repository]', 'only this repository[:tag]')
     .option('--digests', 'show digests')
     .option('--no-trunc', 'full image IDs')
