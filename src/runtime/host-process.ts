@@ -70,6 +70,27 @@ export function hostShimSpec(
     capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: 0n, ambient: 0n },
     rlimits: [],
     init: false,
+    ...noEnvironment(),
+    holdUntilStart: true,
+    ...p,
+  };
+}
+
+/** The run-mode fields of a process that gets no environment of its own (in the host's, or joining an instance's). */
+export function noEnvironment(): Pick<
+  ShimSpec,
+  | 'namespaces'
+  | 'joinNamespaces'
+  | 'rootfs'
+  | 'readonlyRootfs'
+  | 'mounts'
+  | 'devices'
+  | 'symlinks'
+  | 'maskedPaths'
+  | 'readonlyPaths'
+  | 'hostname'
+> {
+  return {
     namespaces: 0,
     joinNamespaces: [],
     rootfs: '',
@@ -80,7 +101,5 @@ export function hostShimSpec(
     maskedPaths: [],
     readonlyPaths: [],
     hostname: '',
-    holdUntilStart: true,
-    ...p,
   };
 }

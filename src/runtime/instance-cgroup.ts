@@ -1,13 +1,14 @@
 /**
  * An instance's cgroup as the runtimes read and clean it: stats and pids, the signal of last resort
  * when the monitor has gone, and delete's end of the monitor, the cgroup and the run directory.
+ * CgroupShimRuntime is that much of a Runtime for those (container, vm) that make the cgroup themselves.
  */
 import { rm } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { ResourceStats } from '../core/runtime.js';
 import type { Cgroup, CgroupDriver } from '../platform/cgroups/index.js';
 import { shimRequest } from '../platform/shim.js';
-import type { ShimInstanceFiles } from './shim-instance.js';
+import { ShimRuntime, type ShimInstanceFiles } from './shim-instance.js';
 
 /** The cgroup's usage and limits as the Runtime interface reports them. */
 export async function cgroupStats(cgroup: Cgroup): Promise<ResourceStats> {
@@ -33,6 +34,52 @@ export async function instancePids(cgroups: CgroupDriver, path: string): Promise
 export function signalName(signal: number): NodeJS.Signals {
   const found = Object.entries(constants.signals).find(([, n]) => n === signal);
   return (found?.[0] ?? 'SIGKILL') as NodeJS.Signals;
+}
+
+/** What a runtime remembers of an instance that runs in a cgroup of its own making. */
+export interface CgroupInstanceFiles extends ShimInstanceFiles {
+  cgroupPath: string;
+}
+
+/** A runtime on abode-shim whose instances each get a cgroup `cgroupParent/ID` from `cgroups`. */
+export abstract class CgroupShimRuntime<F extends CgroupInstanceFiles> extends ShimRuntime<F> {
+  constructor(
+    runRoot: string,
+    kind: string,
+    protected readonly cgroups: CgroupDriver,
+    private readonly cgroupParent: string,
+  ) {
+    super(runRoot, kind);
+  }
+
+  protected cgroupPath(id: string): string {
+    return `${this.cgroupParent}/${id}`;
+  }
+
+  /** What kill sends to what remains in the cgroup when the monitor is gone. */
+  protected abstract orphanSignal(signal: number): NodeJS.Signals;
+
+  /** What delete waits for between the monitor's SIGKILL and removing the cgroup; nothing by default. */
+  protected async settle(_files: F, _cgroup: Cgroup | undefined): Promise<void> {}
+
+  async kill(id: string, signal: number): Promise<void> {
+    await signalInstance(this.cgroups, await this.files(id), signal, this.orphanSignal(signal));
+  }
+
+  async stats(id: string): Promise<ResourceStats> {
+    return instanceStats(this.cgroups, (await this.files(id)).cgroupPath);
+  }
+
+  async pids(id: string): Promise<number[]> {
+    return instancePids(this.cgroups, (await this.files(id)).cgroupPath);
+  }
+
+  async delete(id: string): Promise<void> {
+    const files = await this.files(id).catch(() => undefined);
+    await removeInstance(this.cgroups, files?.cgroupPath ?? this.cgroupPath(id), files, (cgroup) =>
+      files ? this.settle(files, cgroup) : Promise.resolve(),
+    );
+  }
 }
 
 /** Signals the instance through its monitor; when the monitor is gone, sends `orphans` to what remains in the cgroup. */

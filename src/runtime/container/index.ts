@@ -1,26 +1,26 @@
-import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Duplex } from 'node:stream';
-import type {
-  Bundle,
-  ExecHandle,
-  ExitStatus,
-  ResourceStats,
-  Runtime,
-  RuntimeState,
-} from '../../core/runtime.js';
-import type { OciProcess, OciSeccomp, OciSpec } from '../../core/oci.js';
-import { ConflictError, InternalError, NotFoundError } from '../../core/errors.js';
-import type { ShimExit, ShimSpec } from '../../platform/native-protocol.js';
-import { shimAttach, shimRequest, shimWait, startShim } from '../../platform/shim.js';
+import type { Bundle, ExecHandle, ExitStatus, Runtime } from '../../core/runtime.js';
+import type { OciProcess, OciSeccomp } from '../../core/oci.js';
+import type { ShimSpec } from '../../platform/native-protocol.js';
 import type { CgroupDriver } from '../../platform/cgroups/index.js';
 import { compileSeccomp } from '../../platform/seccomp/compile.js';
-import { constants } from 'node:os';
 import { capabilityMask } from '../../core/security/capabilities.js';
 import { parseMountOptions } from '../../platform/mount-options.js';
 import { readUserDb, resolveUser } from '../../platform/user.js';
 import { execFailure, processFailure } from '../errors.js';
+import { HOST_BOUNDING as BOUNDING, lowerDirs, noEnvironment } from '../host-process.js';
+import { CgroupShimRuntime, signalName, type CgroupInstanceFiles } from '../instance-cgroup.js';
+import {
+  execMonitorPaths,
+  fromShimExit,
+  makeExecDir,
+  startConflict,
+  startExec,
+  startMonitor,
+  startMonitorIn,
+  type ExitOf,
+} from '../shim-instance.js';
 
 const CLONE = {
   NEWNS: 0x00020000,
@@ -88,28 +88,11 @@ const DEFAULT_SYMLINKS: [string, string][] = [
   ['/proc/kcore', '/dev/core'],
 ];
 
-/** The capabilities this process may pass on. */
-const HOST_BOUNDING = (() => {
-  try {
-    const line = readFileSync('/proc/self/status', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('CapBnd:'));
-    return line ? BigInt(`0x${line.split(/\s+/)[1]}`) : ~0n;
-  } catch {
-    return ~0n;
-  }
-})();
+/** The capabilities this process may pass on (all, when /proc does not say). */
+const HOST_BOUNDING = BOUNDING ?? ~0n;
 
 /** What the runtime remembers of one instance, beside its bundle, so a restarted daemon finds it. */
-interface InstanceFiles {
-  bundleDir: string;
-  runDir: string;
-  pid: number;
-  shimPid: number;
-  cgroupPath: string;
-  socketPath: string;
-  exitPath: string;
-}
+type InstanceFiles = CgroupInstanceFiles;
 
 export interface ContainerRuntimeOptions {
   /** Runtime files (sockets, specs) per instance: tmpfs in production. */
@@ -121,23 +104,12 @@ export interface ContainerRuntimeOptions {
 }
 
 /** Containers: namespaces and cgroups around an overlay root, prepared and watched by abode-shim. */
-export class ContainerRuntime implements Runtime {
+export class ContainerRuntime extends CgroupShimRuntime<InstanceFiles> implements Runtime {
   readonly name = 'container';
   readonly capabilities = { exec: true, pty: true, stats: true, top: true };
 
-  constructor(private readonly options: ContainerRuntimeOptions) {}
-
-  private runDir(id: string): string {
-    // Socket paths have a 108-byte limit, so the run directory uses a short prefix of the id.
-    return join(this.options.runRoot, 'c', id.slice(0, 16));
-  }
-
-  private async files(id: string): Promise<InstanceFiles> {
-    try {
-      return JSON.parse(await readFile(join(this.runDir(id), 'state.json'), 'utf8')) as InstanceFiles;
-    } catch {
-      throw new NotFoundError(`instance ${id} has no runtime state`);
-    }
+  constructor(private readonly options: ContainerRuntimeOptions) {
+    super(options.runRoot, 'c', options.cgroups, options.cgroupParent);
   }
 
   async create(id: string, bundle: Bundle): Promise<{ pid: number }> {
@@ -146,16 +118,11 @@ export class ContainerRuntime implements Runtime {
     await mkdir(runDir, { recursive: true });
     const rootfs = join(bundle.dir, 'rootfs');
     await mkdir(rootfs, { recursive: true });
-    const cgroupPath = `${this.options.cgroupParent}/${id}`;
+    const cgroupPath = this.cgroupPath(id);
     const cgroup = await this.options.cgroups.create(cgroupPath, bundle.spec.linux.resources);
     try {
       const spec = await this.shimSpec(id, bundle, rootfs, runDir, cgroup.procsFiles());
-      const ready = await startShim({
-        shimPath: this.options.shimPath,
-        spec,
-        specPath: join(runDir, 'spec.bin'),
-        stderrPath: join(runDir, 'shim.stderr'),
-      });
+      const ready = await startMonitorIn(this.options.shimPath, runDir, spec);
       const files: InstanceFiles = {
         bundleDir: bundle.dir,
         runDir,
@@ -165,7 +132,7 @@ export class ContainerRuntime implements Runtime {
         socketPath: spec.socketPath,
         exitPath: spec.exitPath,
       };
-      await writeFile(join(runDir, 'state.json'), JSON.stringify(files));
+      await this.saveFiles(files);
       return { pid: ready.pid };
     } catch (error) {
       await cgroup.destroy().catch(() => undefined);
@@ -182,9 +149,6 @@ export class ContainerRuntime implements Runtime {
     cgroupProcs: string[],
   ): Promise<ShimSpec> {
     const spec = bundle.spec;
-    const lowerDirs = bundle.rootfs.flatMap((m) =>
-      m.options.filter((o) => o.startsWith('lowerdir=')).flatMap((o) => o.slice(9).split(':')),
-    );
     const upperDirs = bundle.rootfs.flatMap((m) =>
       m.options.filter((o) => o.startsWith('upperdir=')).map((o) => o.slice(9)),
     );
@@ -192,7 +156,7 @@ export class ContainerRuntime implements Runtime {
       const parsed = parseMountOptions(m.options);
       return { source: m.source, target: '/', fstype: m.type, ...parsed };
     });
-    const userDb = await readUserDb([...upperDirs, ...lowerDirs]);
+    const userDb = await readUserDb([...upperDirs, ...lowerDirs(bundle.rootfs)]);
     const user = resolveUser(spec.process.user.username ?? '', userDb);
     return {
       mode: 'run',
@@ -234,45 +198,17 @@ export class ContainerRuntime implements Runtime {
 
   async start(id: string): Promise<void> {
     const files = await this.files(id);
-    const reply = await shimRequest(files.socketPath, 'start');
-    if (!reply.startsWith('ok')) throw new ConflictError(`cannot start ${id}: ${reply.trim()}`);
+    await startMonitor(files.socketPath, startConflict(id));
   }
 
-  async kill(id: string, signal: number): Promise<void> {
-    const files = await this.files(id);
-    try {
-      await shimRequest(files.socketPath, `signal ${signal}`);
-    } catch {
-      // The monitor is gone: signal what may remain of the instance directly.
-      const cgroup = await this.options.cgroups.open(files.cgroupPath);
-      await cgroup.killAll(signalName(signal)).catch(() => undefined);
-    }
+  /** When the monitor is gone, the signal goes to what may remain of the instance directly. */
+  protected orphanSignal(signal: number): NodeJS.Signals {
+    return signalName(signal);
   }
 
-  async state(id: string): Promise<RuntimeState> {
-    const files = await this.files(id);
-    const exit = await readExit(files.exitPath);
-    if (exit) return { status: 'stopped', exit: await this.withOom(files, exit) };
-    try {
-      const reply = (await shimRequest(files.socketPath, 'state')).trim();
-      const [status, rest] = [reply.split(' ')[0], reply.slice(reply.indexOf(' ') + 1)];
-      if (status === 'running' || status === 'created') return { status, pid: Number(rest) };
-      if (status === 'exited') return { status: 'stopped', exit: await this.withOom(files, toExit(rest)) };
-    } catch {
-      // fall through: the monitor is gone and left no exit record
-    }
-    const late = await readExit(files.exitPath);
-    if (late) return { status: 'stopped', exit: await this.withOom(files, late) };
-    return {
-      status: 'stopped',
-      exit: {
-        exitCode: 255,
-        signal: 0,
-        oomKilled: false,
-        finishedAt: new Date().toISOString(),
-        error: 'the instance monitor (abode-shim) died without recording an exit status',
-      },
-    };
+  /** The exit record with oomKilled from the cgroup (when SIGKILL ended the process). */
+  protected override exitOf(files: InstanceFiles): ExitOf {
+    return (record) => this.withOom(files, fromShimExit(record));
   }
 
   private async withOom(files: InstanceFiles, exit: ExitStatus): Promise<ExitStatus> {
@@ -285,28 +221,6 @@ export class ContainerRuntime implements Runtime {
     }
   }
 
-  async wait(id: string): Promise<ExitStatus> {
-    const files = await this.files(id);
-    try {
-      return await this.withOom(files, fromShimExit(await shimWait(files.socketPath, files.exitPath)));
-    } catch {
-      // the monitor is gone without a record
-    }
-    const state = await this.state(id);
-    if (state.status === 'stopped') return state.exit;
-    throw new InternalError(`lost contact with the monitor of ${id}`);
-  }
-
-  async attach(id: string, opts: { stdin: boolean }): Promise<Duplex> {
-    const files = await this.files(id);
-    return shimAttach(files.socketPath, opts);
-  }
-
-  async resize(id: string, rows: number, cols: number): Promise<void> {
-    const files = await this.files(id);
-    await shimRequest(files.socketPath, `resize ${rows} ${cols}`);
-  }
-
   async exec(
     id: string,
     execId: string,
@@ -314,109 +228,27 @@ export class ContainerRuntime implements Runtime {
     options: { openStdin?: boolean } = {},
   ): Promise<ExecHandle> {
     const files = await this.files(id);
-    const bundleSpec = JSON.parse(await readFile(join(files.bundleDir, 'config.json'), 'utf8')) as OciSpec;
+    const bundleSpec = await this.bundleSpec(files);
     const rootfs = `/proc/${files.pid}/root`;
     const userDb = await readUserDb([rootfs]);
     const user = resolveUser(process.user.username ?? '', userDb);
     const cgroup = await this.options.cgroups.open(files.cgroupPath);
-    const dir = join(files.runDir, `exec-${execId.slice(0, 12)}`);
-    await mkdir(dir, { recursive: true });
+    const dir = await makeExecDir(files, execId);
     const spec: ShimSpec = {
       mode: 'exec',
       id: execId,
       ...processFields(process, user, bundleSpec.annotations, bundleSpec.linux.seccomp),
       openStdin: options.openStdin ?? false,
       init: false,
-      namespaces: 0,
-      joinNamespaces: [],
-      rootfs: '',
-      readonlyRootfs: false,
-      mounts: [],
-      devices: [],
-      symlinks: [],
-      maskedPaths: [],
-      readonlyPaths: [],
-      hostname: '',
+      ...noEnvironment(),
       cgroupProcs: cgroup.procsFiles(),
       targetPid: files.pid,
-      logPath: join(dir, 'exec.log'),
-      exitPath: join(dir, 'exit.json'),
-      socketPath: join(dir, 'exec.sock'),
+      ...execMonitorPaths(dir),
       holdUntilStart: true,
     };
-    try {
-      await startShim({
-        shimPath: this.options.shimPath,
-        spec,
-        specPath: join(dir, 'spec.bin'),
-        stderrPath: join(dir, 'shim.stderr'),
-      });
-    } catch (error) {
-      await rm(dir, { recursive: true, force: true });
-      throw execFailure(error, process.args[0]);
-    }
-    const socket = spec.socketPath;
-    return {
-      id: execId,
-      attach: (opts) => shimAttach(socket, opts),
-      start: async () => {
-        const reply = await shimRequest(socket, 'start');
-        if (!reply.startsWith('ok')) throw new ConflictError(`cannot start exec ${execId}: ${reply.trim()}`);
-      },
-      wait: async () => {
-        try {
-          return fromShimExit(await shimWait(socket, spec.exitPath));
-        } catch {
-          // monitor gone; fall back to its record
-        }
-        const exit = await readExit(spec.exitPath);
-        if (exit) return exit;
-        throw new InternalError(`lost contact with exec ${execId}`);
-      },
-      resize: async (rows, cols) => {
-        await shimRequest(socket, `resize ${rows} ${cols}`);
-      },
-      kill: async (signal) => {
-        await shimRequest(socket, `signal ${signal}`);
-      },
-    };
-  }
-
-  async stats(id: string): Promise<ResourceStats> {
-    const files = await this.files(id);
-    const cgroup = await this.options.cgroups.open(files.cgroupPath);
-    const stats = await cgroup.stats();
-    return {
-      memory: { usage: stats.memory.usage, limit: stats.memory.limit },
-      cpu: { usageNs: stats.cpu.usageNs },
-      pids: { current: stats.pids.current, limit: stats.pids.limit ?? null },
-    };
-  }
-
-  async pids(id: string): Promise<number[]> {
-    const files = await this.files(id);
-    const cgroup = await this.options.cgroups.open(files.cgroupPath);
-    return cgroup.pids();
-  }
-
-  async delete(id: string): Promise<void> {
-    let files: InstanceFiles;
-    try {
-      files = await this.files(id);
-    } catch {
-      await this.options.cgroups
-        .open(`${this.options.cgroupParent}/${id}`)
-        .then((cgroup) => cgroup.destroy())
-        .catch(() => undefined);
-      return;
-    }
-    try {
-      await shimRequest(files.socketPath, 'signal 9');
-    } catch {
-      // already gone
-    }
-    const cgroup = await this.options.cgroups.open(files.cgroupPath).catch(() => undefined);
-    await Promise.all([cgroup?.destroy(), rm(files.runDir, { recursive: true, force: true })]);
+    return startExec(this.options.shimPath, execId, dir, spec, {
+      failure: (error) => execFailure(error, process.args[0]),
+    });
   }
 }
 
@@ -468,33 +300,6 @@ function processFields(
     ...(seccomp ? { seccomp: compiledSeccomp(seccomp) } : {}),
     ...(process.oomScoreAdj !== undefined ? { oomScoreAdj: process.oomScoreAdj } : {}),
   };
-}
-
-async function readExit(path: string): Promise<ExitStatus | undefined> {
-  try {
-    return toExit(await readFile(path, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-function toExit(json: string): ExitStatus {
-  return fromShimExit(JSON.parse(json) as ShimExit);
-}
-
-function fromShimExit(record: ShimExit): ExitStatus {
-  return {
-    exitCode: record.exitCode,
-    signal: record.signal,
-    oomKilled: false,
-    finishedAt: record.finishedAt,
-    ...(record.error ? { error: record.error } : {}),
-  };
-}
-
-function signalName(signal: number): NodeJS.Signals {
-  const found = Object.entries(constants.signals).find(([, n]) => n === signal);
-  return (found?.[0] ?? 'SIGKILL') as NodeJS.Signals;
 }
 
 const seccompCache = new Map<string, Buffer>();

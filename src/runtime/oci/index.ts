@@ -22,8 +22,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { lstat, mkdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, delimiter, isAbsolute, join, posix } from 'node:path';
-import type { Duplex } from 'node:stream';
+import { basename, isAbsolute, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import type {
   Bundle,
@@ -32,34 +31,37 @@ import type {
   ResourceStats,
   Runtime,
   RuntimeCapabilities,
-  RuntimeState,
 } from '../../core/runtime.js';
 import type { OciMount, OciProcess, OciSpec } from '../../core/oci.js';
 import type { Mount } from '../../core/image.js';
-import { ConflictError, InternalError, NotFoundError, UnavailableError } from '../../core/errors.js';
+import { ConflictError, InternalError, UnavailableError } from '../../core/errors.js';
 import type { ShimExit, ShimSpec } from '../../platform/native-protocol.js';
-import { shimAttach, shimRequest, shimWait, startShim } from '../../platform/shim.js';
+import { shimRequest } from '../../platform/shim.js';
 import { detectCgroups, type Cgroup, type CgroupDriver } from '../../platform/cgroups/index.js';
 import { readUserDb, resolveUser } from '../../platform/user.js';
 import { execFailure, processFailure } from '../errors.js';
+import { DEFAULT_PATH, findOnPath, hostShimSpec } from '../host-process.js';
+import { cgroupStats } from '../instance-cgroup.js';
+import {
+  execMonitorPaths,
+  fromShimExit as shimExitStatus,
+  makeExecDir,
+  ShimRuntime,
+  signalMonitor,
+  startConflict,
+  startExec,
+  startMonitor,
+  startMonitorIn,
+  type ExitOf,
+  type ShimInstanceFiles,
+} from '../shim-instance.js';
+
+export { findOnPath } from '../host-process.js';
 
 const run = promisify(execFile);
 
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const ENOENT = 2;
 const EACCES = 13;
-
-/** The capabilities this process may pass on (the OCI runtime needs all of them). */
-const HOST_BOUNDING = (() => {
-  try {
-    const line = readFileSync('/proc/self/status', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('CapBnd:'));
-    return line ? BigInt(`0x${line.split(/\s+/)[1]}`) : (1n << 41n) - 1n;
-  } catch {
-    return (1n << 41n) - 1n;
-  }
-})();
 
 export interface OciRuntimeOptions {
   /** The OCI runtime: a name looked up on PATH (`runc`, `crun`) or an absolute path. */
@@ -73,32 +75,14 @@ export interface OciRuntimeOptions {
   cgroups?: CgroupDriver;
 }
 
-/** What the runtime remembers of one instance, so a restarted daemon finds it. */
-interface InstanceFiles {
-  bundleDir: string;
-  runDir: string;
+/** What the runtime remembers of one instance, so a restarted daemon finds it (`pid` is the held `<binary> run`). */
+interface InstanceFiles extends ShimInstanceFiles {
   /** The OCI runtime's copy of the bundle (its config.json). */
   ociBundle: string;
   /** Where the root file system is mounted on the host. */
   rootfs: string;
-  /** Pid of the held `<binary> run` process (the monitor's child). */
-  pid: number;
-  shimPid: number;
-  socketPath: string;
-  exitPath: string;
   runtimeLog: string;
   cgroupsPath: string;
-}
-
-/** Finds an executable on PATH; undefined when absent. */
-export function findOnPath(name: string, path = process.env.PATH ?? DEFAULT_PATH): string | undefined {
-  if (name.includes('/')) return existsSync(name) ? name : undefined;
-  for (const dir of path.split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    if (existsSync(candidate)) return candidate;
-  }
-  return undefined;
 }
 
 /** The OCI runtimes (among `names`) installed on this host, e.g. ['runc']. */
@@ -107,13 +91,14 @@ export function installedOciRuntimes(names: readonly string[] = ['runc', 'crun']
 }
 
 /** An external OCI runtime (runc, crun) driven through its CLI, under abode-shim. */
-export class OciRuntime implements Runtime {
+export class OciRuntime extends ShimRuntime<InstanceFiles> implements Runtime {
   readonly name: string;
   readonly capabilities: RuntimeCapabilities = { exec: true, pty: true, stats: true, top: true };
   private readonly binaryName: string;
   private cgroups: Promise<CgroupDriver> | undefined;
 
   constructor(private readonly options: OciRuntimeOptions) {
+    super(options.runRoot, 'o');
     this.binaryName = basename(options.binary);
     this.name = options.name ?? `oci:${this.binaryName}`;
     if (options.cgroups) this.cgroups = Promise.resolve(options.cgroups);
@@ -132,19 +117,6 @@ export class OciRuntime implements Runtime {
   /** The OCI runtime's --root (its state directory). */
   private stateRoot(): string {
     return join(this.options.runRoot, this.binaryName);
-  }
-
-  private runDir(id: string): string {
-    // Socket paths have a 108-byte limit, so the run directory uses a short prefix of the id.
-    return join(this.options.runRoot, 'o', id.slice(0, 16));
-  }
-
-  private async files(id: string): Promise<InstanceFiles> {
-    try {
-      return JSON.parse(await readFile(join(this.runDir(id), 'state.json'), 'utf8')) as InstanceFiles;
-    } catch {
-      throw new NotFoundError(`instance ${id} has no runtime state`);
-    }
   }
 
   /** Runs `<binary> --root STATE ARGS` and returns its stdout. */
@@ -193,7 +165,7 @@ export class OciRuntime implements Runtime {
       const runtimeLog = join(runDir, 'runtime.log');
       const socketPath = join(runDir, 'shim.sock');
       const exitPath = join(bundle.dir, 'exit.json');
-      const shimSpec = hostSpec({
+      const shimSpec = ociShimSpec({
         id,
         args: [
           binary,
@@ -215,12 +187,7 @@ export class OciRuntime implements Runtime {
         exitPath,
         socketPath,
       });
-      const ready = await startShim({
-        shimPath: this.options.shimPath,
-        spec: shimSpec,
-        specPath: join(runDir, 'spec.bin'),
-        stderrPath: join(runDir, 'shim.stderr'),
-      });
+      const ready = await startMonitorIn(this.options.shimPath, runDir, shimSpec);
       const files: InstanceFiles = {
         bundleDir: bundle.dir,
         runDir,
@@ -233,7 +200,7 @@ export class OciRuntime implements Runtime {
         runtimeLog,
         cgroupsPath: config.linux.cgroupsPath as string,
       };
-      await writeFile(join(runDir, 'state.json'), JSON.stringify(files));
+      await this.saveFiles(files);
       return { pid: ready.pid };
     } catch (error) {
       if (mounted) await unmount(rootfs).catch(() => undefined);
@@ -254,8 +221,7 @@ export class OciRuntime implements Runtime {
 
   async start(id: string): Promise<void> {
     const files = await this.files(id);
-    const reply = await shimRequest(files.socketPath, 'start');
-    if (!reply.startsWith('ok')) throw new ConflictError(`cannot start ${id}: ${reply.trim()}`);
+    await startMonitor(files.socketPath, startConflict(id));
     // Return once the OCI runtime has the container (so kill, exec, pids and stats reach it), or it ended.
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
@@ -278,93 +244,38 @@ export class OciRuntime implements Runtime {
     }
     try {
       // Held or still being created: `run` forwards signals to the container once it runs.
-      await shimRequest(files.socketPath, `signal ${signal}`);
+      await signalMonitor(files.socketPath, signal);
     } catch {
       // the monitor is gone: the instance has exited
     }
   }
 
-  async state(id: string): Promise<RuntimeState> {
-    const files = await this.files(id);
-    const exit = await this.readExit(files);
-    if (exit) return { status: 'stopped', exit };
-    try {
-      const reply = (await shimRequest(files.socketPath, 'state')).trim();
-      const [status, rest] = [reply.split(' ')[0], reply.slice(reply.indexOf(' ') + 1)];
-      if (status === 'created') return { status, pid: Number(rest) };
-      if (status === 'running') return { status, pid: (await this.initPid(id)) ?? Number(rest) };
-      if (status === 'exited') return { status: 'stopped', exit: await this.exitStatus(files, rest) };
-    } catch {
-      // fall through: the monitor is gone and left no exit record
-    }
-    const late = await this.readExit(files);
-    if (late) return { status: 'stopped', exit: late };
-    return {
-      status: 'stopped',
-      exit: {
-        exitCode: 255,
-        signal: 0,
-        oomKilled: false,
-        finishedAt: new Date().toISOString(),
-        error: 'the instance monitor (abode-shim) died without recording an exit status',
-      },
-    };
-  }
-
-  async wait(id: string): Promise<ExitStatus> {
-    const files = await this.files(id);
-    try {
-      return await this.fromShim(files, await shimWait(files.socketPath, files.exitPath));
-    } catch {
-      // the monitor is gone without a record
-    }
-    const state = await this.state(id);
-    if (state.status === 'stopped') return state.exit;
-    throw new InternalError(`lost contact with the monitor of ${id}`);
-  }
-
-  private async readExit(files: InstanceFiles): Promise<ExitStatus | undefined> {
-    try {
-      return await this.exitStatus(files, await readFile(files.exitPath, 'utf8'));
-    } catch {
-      return undefined;
-    }
-  }
-
-  private exitStatus(files: InstanceFiles, json: string): Promise<ExitStatus> {
-    return this.fromShim(files, JSON.parse(json) as ShimExit);
+  /** A running instance's pid: the container's init as the OCI runtime knows it, else `run`'s. */
+  protected override async runningPid(id: string, childPid: number): Promise<number> {
+    return (await this.initPid(id)) ?? childPid;
   }
 
   /** The monitor's record of `run`, whose exit code is the container's; the OCI runtime's own error added. */
-  private async fromShim(files: InstanceFiles, record: ShimExit): Promise<ExitStatus> {
-    const exit = fromShimExit(record);
-    if (exit.exitCode !== 0 && !exit.error) {
-      const error = await runtimeError(files.runtimeLog);
-      if (error) exit.error = error;
-    }
-    return exit;
-  }
-
-  async attach(id: string, opts: { stdin: boolean }): Promise<Duplex> {
-    const files = await this.files(id);
-    return shimAttach(files.socketPath, opts);
-  }
-
-  async resize(id: string, rows: number, cols: number): Promise<void> {
-    const files = await this.files(id);
-    await shimRequest(files.socketPath, `resize ${rows} ${cols}`);
+  protected override exitOf(files: InstanceFiles): ExitOf {
+    return async (record) => {
+      const exit = fromShimExit(record);
+      if (exit.exitCode !== 0 && !exit.error) {
+        const error = await runtimeError(files.runtimeLog);
+        if (error) exit.error = error;
+      }
+      return exit;
+    };
   }
 
   async exec(id: string, execId: string, process: OciProcess): Promise<ExecHandle> {
     const files = await this.files(id);
     const pid = await this.initPid(id);
     if (!pid) throw new ConflictError(`container ${id} is not running`);
-    const bundleSpec = JSON.parse(await readFile(join(files.bundleDir, 'config.json'), 'utf8')) as OciSpec;
-    const dir = join(files.runDir, `exec-${execId.slice(0, 12)}`);
-    await mkdir(dir, { recursive: true });
+    const bundleSpec = await this.bundleSpec(files);
+    const dir = await makeExecDir(files, execId);
     const root = `/proc/${pid}/root`;
     const pidFile = join(dir, 'pid');
-    const spec = hostSpec({
+    const spec = ociShimSpec({
       id: execId,
       args: [
         this.binary(),
@@ -384,48 +295,17 @@ export class OciRuntime implements Runtime {
       cwd: dir,
       terminal: process.terminal ?? false,
       openStdin: bundleSpec.annotations?.['org.abode.open-stdin'] === 'true',
-      logPath: join(dir, 'exec.log'),
-      exitPath: join(dir, 'exit.json'),
-      socketPath: join(dir, 'exec.sock'),
+      ...execMonitorPaths(dir),
     });
-    try {
-      await lookCommand(root, process, []);
-      await writeFile(join(dir, 'process.json'), JSON.stringify(await ociProcess(process, [root])));
-      await startShim({
-        shimPath: this.options.shimPath,
-        spec,
-        specPath: join(dir, 'spec.bin'),
-        stderrPath: join(dir, 'shim.stderr'),
-      });
-    } catch (error) {
-      await rm(dir, { recursive: true, force: true });
-      throw execFailure(error, process.args[0] ?? '');
-    }
-    const socket = spec.socketPath;
-    return {
-      id: execId,
-      attach: (opts) => shimAttach(socket, opts),
-      start: async () => {
-        const reply = await shimRequest(socket, 'start');
-        if (!reply.startsWith('ok')) throw new ConflictError(`cannot start exec ${execId}: ${reply.trim()}`);
+    return startExec(this.options.shimPath, execId, dir, spec, {
+      prepare: async () => {
+        await lookCommand(root, process, []);
+        await writeFile(join(dir, 'process.json'), JSON.stringify(await ociProcess(process, [root])));
       },
-      wait: async () => {
-        try {
-          return fromShimExit(await shimWait(socket, spec.exitPath));
-        } catch {
-          // monitor gone; fall back to its record
-        }
-        try {
-          return fromShimExit(JSON.parse(await readFile(spec.exitPath, 'utf8')) as ShimExit);
-        } catch {
-          throw new InternalError(`lost contact with exec ${execId}`);
-        }
-      },
-      resize: async (rows, cols) => {
-        await shimRequest(socket, `resize ${rows} ${cols}`);
-      },
+      failure: (error) => execFailure(error, process.args[0] ?? ''),
+      exitOf: fromShimExit,
+      // `exec` forwards signals, but not SIGKILL: signal the exec'd process itself when it is known.
       kill: async (signal) => {
-        // `exec` forwards signals, but not SIGKILL: signal the exec'd process itself when it is known.
         const execPid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
         if (execPid > 0) {
           try {
@@ -435,9 +315,9 @@ export class OciRuntime implements Runtime {
             // gone, or not yet started
           }
         }
-        await shimRequest(socket, `signal ${signal}`);
+        await signalMonitor(spec.socketPath, signal);
       },
-    };
+    });
   }
 
   /** The instance's cgroup as the OCI runtime made it (for what its CLI does not offer). */
@@ -453,16 +333,11 @@ export class OciRuntime implements Runtime {
       out = await this.oci(['events', '--stats', id]);
     } catch (error) {
       // Not every OCI runtime has `events` (crun): read the cgroup it made.
-      const stats = await this.cgroup(files)
-        .then((cgroup) => cgroup.stats())
+      return this.cgroup(files)
+        .then(cgroupStats)
         .catch(() => {
           throw new ConflictError(`cannot read the stats of ${id}: ${stderrOf(error)}`);
         });
-      return {
-        memory: { usage: stats.memory.usage, limit: stats.memory.limit },
-        cpu: { usageNs: stats.cpu.usageNs },
-        pids: { current: stats.pids.current, limit: stats.pids.limit ?? null },
-      };
     }
     const data = (JSON.parse(out) as { data?: OciStats }).data ?? {};
     const limit = (n: number | undefined): number | null =>
@@ -523,53 +398,10 @@ interface OciStats {
 }
 
 /** A monitor spec that runs `args` in the host's file system (the OCI runtime does the isolating). */
-function hostSpec(p: {
-  id: string;
-  args: string[];
-  cwd: string;
-  terminal: boolean;
-  openStdin: boolean;
-  logPath: string;
-  exitPath: string;
-  socketPath: string;
-}): ShimSpec {
-  return {
-    mode: 'run',
-    id: p.id,
-    args: p.args,
-    env: [`PATH=${process.env.PATH ?? DEFAULT_PATH}`],
-    cwd: p.cwd,
-    uid: 0,
-    gid: 0,
-    additionalGids: [],
-    terminal: p.terminal,
-    openStdin: p.openStdin,
-    noNewPrivileges: false,
-    capabilities: {
-      bounding: HOST_BOUNDING,
-      effective: HOST_BOUNDING,
-      permitted: HOST_BOUNDING,
-      inheritable: 0n,
-      ambient: 0n,
-    },
-    rlimits: [],
-    init: false,
-    namespaces: 0,
-    joinNamespaces: [],
-    rootfs: '',
-    readonlyRootfs: false,
-    mounts: [],
-    devices: [],
-    symlinks: [],
-    maskedPaths: [],
-    readonlyPaths: [],
-    hostname: '',
-    cgroupProcs: [],
-    logPath: p.logPath,
-    exitPath: p.exitPath,
-    socketPath: p.socketPath,
-    holdUntilStart: true,
-  };
+function ociShimSpec(
+  p: Pick<ShimSpec, 'id' | 'args' | 'cwd' | 'terminal' | 'openStdin' | 'logPath' | 'exitPath' | 'socketPath'>,
+): ShimSpec {
+  return hostShimSpec({ ...p, env: [`PATH=${process.env.PATH ?? DEFAULT_PATH}`], cgroupProcs: [] });
 }
 
 /** The process as an OCI runtime takes it: numeric user (resolved in `roots`), no terminal (see above). */
@@ -743,17 +575,11 @@ function isShim(pid: number, runDir: string): boolean {
   }
 }
 
+/** The monitor's record of `run`, which exits with 128+signal when a signal ended the container. */
 function fromShimExit(record: ShimExit): ExitStatus {
-  // `run` exits with 128+signal when a signal ended the container.
   const signal =
     record.signal || (record.exitCode > 128 && record.exitCode <= 128 + 64 ? record.exitCode - 128 : 0);
-  return {
-    exitCode: record.exitCode,
-    signal,
-    oomKilled: false,
-    finishedAt: record.finishedAt,
-    ...(record.error ? { error: record.error } : {}),
-  };
+  return { ...shimExitStatus(record), signal };
 }
 
 function stderrOf(error: unknown): string {

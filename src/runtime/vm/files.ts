@@ -1,46 +1,15 @@
-/** The VM runtime's per-instance record and exit-record helpers (shared by its lifecycle and exec). */
+/** The VM runtime's per-instance record, and what it reads of the console and the agent's start errors. */
 import { readFile } from 'node:fs/promises';
-import type { ExitStatus } from '../../core/runtime.js';
-import type { ShimExit } from '../../platform/native-protocol.js';
+import type { CgroupInstanceFiles } from '../instance-cgroup.js';
 
-/** What the runtime remembers of one VM, beside its bundle, so a restarted daemon finds it. */
-export interface VmFiles {
-  bundleDir: string;
-  runDir: string;
-  /** QEMU's host pid. */
-  pid: number;
-  shimPid: number;
-  cgroupPath: string;
-  socketPath: string;
-  exitPath: string;
+/** What the runtime remembers of one VM, beside its bundle, so a restarted daemon finds it (`pid` is QEMU's). */
+export interface VmFiles extends CgroupInstanceFiles {
   consolePath: string;
   qmpSocket: string;
   /** Time from QEMU's start to the agent's READY frame. */
   bootMs?: number;
   /** The disk overlay (in the bundle directory: it survives restarts, goes with the instance). */
   diskPath: string;
-}
-
-export async function readExit(path: string): Promise<ExitStatus | undefined> {
-  try {
-    return toExit(await readFile(path, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-export function toExit(json: string): ExitStatus {
-  return fromShimExit(JSON.parse(json) as ShimExit);
-}
-
-export function fromShimExit(record: ShimExit): ExitStatus {
-  return {
-    exitCode: record.exitCode,
-    signal: record.signal,
-    oomKilled: false,
-    finishedAt: record.finishedAt,
-    ...(record.error ? { error: record.error } : {}),
-  };
 }
 
 /** The last lines of the VM's serial console, for boot failures. */
