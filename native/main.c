@@ -188,7 +188,60 @@ static int dump_spec(const char *path) {
   return 0;
 }
 
+/* Set when a standby shim already sits in the instance's cgroups: its child inherits them. */
+static bool in_cgroups;
+
+/*
+ * --standby PROCS...: join the given cgroups now (a v1 migration waits out an RCU grace period, so the
+ * daemon starts standby shims ahead of need), then wait for a spec path on stdin and run it.
+ * Returns the spec path, or NULL when stdin closes first (the daemon no longer needs us).
+ */
+static const char *standby(int n, char **procs) {
+  static char path[4096];
+  for (int i = 0; i < n; i++) {
+    int fd = open(procs[i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write_all(fd, "0", 1) < 0) {
+      fprintf(stderr, "abode-shim: join %s: %s\n", procs[i], strerror(errno));
+      if (fd >= 0)
+        close(fd);
+      return NULL;
+    }
+    close(fd);
+  }
+  /* The OOM killer must pick the instance's processes, never its monitor. */
+  int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (adj >= 0) {
+    (void)write_all(adj, "-1000", 5);
+    close(adj);
+  }
+  size_t len = 0;
+  while (len < sizeof path - 1) {
+    ssize_t r = read(STDIN_FILENO, path + len, 1);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return NULL;
+    if (path[len] == '\n')
+      break;
+    len++;
+  }
+  path[len] = 0;
+  in_cgroups = true;
+  return path;
+}
+
 int main(int argc, char **argv) {
+  static char *standby_args[3];
+  if (argc >= 2 && strcmp(argv[1], "--standby") == 0) {
+    signal(SIGPIPE, SIG_IGN);
+    const char *spec_path = standby(argc - 2, argv + 2);
+    if (spec_path == NULL)
+      return 0;
+    standby_args[0] = argv[0];
+    standby_args[1] = (char *)spec_path;
+    argc = 2;
+    argv = standby_args;
+  }
   if (argc == 3 && strcmp(argv[1], "--dump-spec") == 0)
     return dump_spec(argv[2]);
   if (argc == 3 && strcmp(argv[1], "--relay") == 0)
@@ -304,7 +357,7 @@ int main(int argc, char **argv) {
     m->pid = pid;
     /* Moving a process between cgroups can wait out an RCU grace period (v1): do it here while the child
        sets up its mounts, then let the child go on to its cgroup namespace and exec. */
-    if (place_in_cgroups(&spec, pid, &err) < 0)
+    if (!in_cgroups && place_in_cgroups(&spec, pid, &err) < 0)
       abandon(&s, &err);
     char go = 'c';
     if (send(m->sync_fd, &go, 1, MSG_NOSIGNAL) != 1) {

@@ -126,6 +126,8 @@ async function main(): Promise<void> {
   });
   engine.on('error-log', (error: Error) => log(`error: ${error.stack ?? error.message}`));
   await engine.recover();
+  // Pool cgroups an earlier daemon's standby monitors left empty.
+  void container.collectPool(() => false);
   const server = createApiServer(
     {
       engine,
@@ -177,7 +179,10 @@ async function main(): Promise<void> {
   const shutdown = (signal: string) => {
     log(`${signal}: shutting down (instances keep running)`);
     server.close();
-    rm(paths.pidFile, { force: true })
+    container
+      .close()
+      .catch(() => undefined)
+      .then(() => rm(paths.pidFile, { force: true }))
       .then(() => rm(paths.socket, { force: true }))
       .finally(() => {
         store.close();

@@ -3,7 +3,7 @@
  * starts the shim detached (it outlives the daemon) and returns its ready line; shimRequest and
  * shimAttach speak the control socket (native/protocol.h).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 
@@ -46,17 +46,47 @@ export interface StartShimOptions {
   specPath: string;
   /** The shim's own stderr (diagnostics), appended to. */
   stderrPath: string;
+  /** A shim started with spawnStandbyShim, already in the instance's cgroups, to run the spec. */
+  standby?: ChildProcess;
+}
+
+/**
+ * Starts a shim that joins the cgroups whose cgroup.procs files are given (a v1 migration waits out an
+ * RCU grace period, so this happens ahead of need) and then waits for startShim({ standby }).
+ */
+export function spawnStandbyShim(shimPath: string, procsFiles: string[], stderrPath: string): ChildProcess {
+  const errFd = openSync(stderrPath, 'a', 0o640);
+  try {
+    const child = spawn(shimPath, ['--standby', ...procsFiles], {
+      detached: true,
+      stdio: ['pipe', 'pipe', errFd],
+    });
+    child.unref();
+    (child.stdin as unknown as { unref?: () => void }).unref?.();
+    (child.stdout as unknown as { unref?: () => void }).unref?.();
+    return child;
+  } finally {
+    closeSync(errFd);
+  }
 }
 
 /** Starts a shim and resolves once the process is prepared (or running); rejects with ShimStartError. */
 export async function startShim(opts: StartShimOptions): Promise<ShimStarted> {
   writeFileSync(opts.specPath, encodeShimSpec(opts.spec), { mode: 0o600 });
-  const errFd = openSync(opts.stderrPath, 'a', 0o640);
-  let child;
-  try {
-    child = spawn(opts.shimPath, [opts.specPath], { detached: true, stdio: ['ignore', 'pipe', errFd] });
-  } finally {
-    closeSync(errFd);
+  let child: ChildProcess;
+  if (opts.standby) {
+    child = opts.standby;
+    // Waiting for its ready line must keep this process alive (the standby was unreferenced).
+    child.ref();
+    (child.stdout as unknown as { ref?: () => void }).ref?.();
+    child.stdin?.end(`${opts.specPath}\n`);
+  } else {
+    const errFd = openSync(opts.stderrPath, 'a', 0o640);
+    try {
+      child = spawn(opts.shimPath, [opts.specPath], { detached: true, stdio: ['ignore', 'pipe', errFd] });
+    } finally {
+      closeSync(errFd);
+    }
   }
   const stdout = child.stdout!;
   const line = await new Promise<string>((resolve, reject) => {

@@ -5,6 +5,7 @@
  * A runtime that reads more into an exit record (oomKilled, the OCI runtime's error) passes its own
  * `ExitOf`.
  */
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -116,12 +117,18 @@ export function execMonitorPaths(dir: string): Pick<ShimSpec, 'logPath' | 'exitP
 }
 
 /** Starts a monitor whose spec and diagnostics go in `dir` (spec.bin, shim.stderr). */
-export function startMonitorIn(shimPath: string, dir: string, spec: ShimSpec): Promise<ShimStarted> {
+export function startMonitorIn(
+  shimPath: string,
+  dir: string,
+  spec: ShimSpec,
+  standby?: ChildProcess,
+): Promise<ShimStarted> {
   return startShim({
     shimPath,
     spec,
     specPath: join(dir, 'spec.bin'),
     stderrPath: join(dir, 'shim.stderr'),
+    ...(standby ? { standby } : {}),
   });
 }
 

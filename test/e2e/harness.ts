@@ -1,7 +1,7 @@
 /** Drives the CLI as a user types it, against a throw-away state root with its own daemon. */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -115,7 +115,7 @@ export function hostSnapshot(root: string): { mounts: string[]; cgroups: string[
     if (existsSync(base))
       cgroups.push(
         ...readdirSync(base)
-          .filter((n) => /^[0-9a-f]{64}$/.test(n))
+          .filter((n) => /^[0-9a-f]{64}$/.test(n) || (n.startsWith('pool-') && !standbyOnly(`${base}/${n}`)))
           .map((n) => `${base}/${n}`),
       );
   }
@@ -130,4 +130,16 @@ export function hostSnapshot(root: string): { mounts: string[]; cgroups: string[
       }
     });
   return { mounts, cgroups: cgroups.sort(), shims };
+}
+
+/** A pool cgroup holding just a standby monitor (kept ready by the daemon on purpose), not a leak. */
+function standbyOnly(dir: string): boolean {
+  try {
+    const pids = readFileSync(`${dir}/cgroup.procs`, 'utf8').split('\n').filter(Boolean);
+    // A fresh pool cgroup is empty for the moment its standby takes to join it.
+    if (pids.length === 0) return Date.now() - statSync(dir).mtimeMs < 5000;
+    return pids.every((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--standby'));
+  } catch {
+    return false;
+  }
 }
