@@ -1,15 +1,19 @@
 /**
  * abode's container benchmarks (issue 2): end to end against podman and runc, the runtime's own
  * start-to-exit against runc, and the monitor's memory. Run with `npm run bench` (ABODE_BENCH_N runs each,
- * default 30; ABODE_BENCH_ONLY=e2e,runtime,memory picks some). Prints medians, ratios and targets.
+ * default 30; ABODE_BENCH_ONLY=e2e,runtime,memory,pull,unpack picks some; the image ones, pull and unpack,
+ * are in bench/image-bench.ts). Prints medians, ratios and targets.
  */
 import { containerE2e } from './container-e2e.js';
 import { containerRuntime } from './container-runtime.js';
 import { Fixture, say } from './fixture.js';
+import { imageBenchmarks } from './image-bench.js';
 import { monitorMemory } from './monitor-memory.js';
 import { RUNS, WARMUP } from './stats.js';
 
-const only = new Set((process.env.ABODE_BENCH_ONLY ?? 'e2e,runtime,memory').split(',').map((s) => s.trim()));
+const only = new Set(
+  (process.env.ABODE_BENCH_ONLY ?? 'e2e,runtime,memory,pull,unpack').split(',').map((s) => s.trim()),
+);
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the benchmarks run containers: run them as root');
@@ -39,6 +43,12 @@ async function main(): Promise<void> {
       const r = await containerRuntime(fixture);
       lines.push(r.line);
       tables.push(r.table, r.phases);
+    }
+    if (only.has('pull') || only.has('unpack')) {
+      say('image pull and layer unpack');
+      const r = await imageBenchmarks(fixture, { pull: only.has('pull'), unpack: only.has('unpack') });
+      lines.push(...r.lines);
+      tables.push(...r.tables);
     }
     if (only.has('memory')) {
       say('monitor memory');

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs the peers the benchmarks compare abode with (podman, runc) and builds abode (idempotent).
-# No registry pulls: the benchmarks give podman abode's own busybox rootfs with `podman import`.
+# Installs the peers the benchmarks compare abode with (podman, runc; for the image ones skopeo, umoci and
+# docker-registry, the local registry they pull from) and builds abode (idempotent).
+# No pulls from outside: the benchmarks give podman abode's own busybox rootfs with `podman import`, and
+# the image benchmarks push a generated image to a docker-registry on 127.0.0.1.
 set -euo pipefail
 here="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 cd "$here"
 say() { printf 'abode bench setup: %s\n' "$*" >&2; }
 
 # podman with runc as its runtime; as root with --network none it needs neither fuse-overlayfs nor slirp4netns.
-packages=(podman runc procps)
+packages=(podman runc procps skopeo umoci docker-registry)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -5,13 +5,12 @@
  */
 import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { shortId, sha256Digest, type Digest } from '../../core/digest.js';
 import { AbodeError, InternalError, InvalidArgumentError, UnavailableError } from '../../core/errors.js';
 import type { ProgressEvent } from '../../core/image.js';
 import { familiarString, referenceName, type Reference } from '../../core/reference.js';
 import type { ContentStore, ContentWriter } from '../content-store.js';
-import type { LayerStore } from '../layers.js';
+import { gunzipStream, type LayerStore } from '../layers.js';
 import {
   hostPlatform,
   layerCompression,
@@ -450,11 +449,12 @@ function unpackSink(
 ): Sink | undefined {
   const compression = layerCompression(desc.mediaType);
   if (compression !== 'gzip' && compression !== 'none') return undefined;
-  const input = new PassThrough();
+  // Room for a few network chunks, so that the download does not wait on each one being unpacked.
+  const input = new PassThrough({ highWaterMark: 1 << 20 });
   input.on('error', () => undefined);
   let tar: NodeJS.ReadableStream = input;
   if (compression === 'gzip') {
-    const gunzip = createGunzip();
+    const gunzip = gunzipStream();
     input.on('error', (err) => gunzip.destroy(err));
     tar = input.pipe(gunzip);
   }
