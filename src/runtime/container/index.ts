@@ -100,6 +100,8 @@ interface InstanceFiles extends CgroupInstanceFiles {
   monitorInCgroup?: boolean;
 }
 
+const REFILL_DELAY_MS = 30;
+
 interface Standby {
   child: ChildProcess;
   cgroupPath: string;
@@ -158,7 +160,11 @@ export class ContainerRuntime extends CgroupShimRuntime<InstanceFiles> implement
     const taken = await this.standby;
     this.standby = undefined;
     if (this.options.standby === false) return undefined;
-    this.refill();
+    // The next standby's cgroup migration holds up forks, execs and exits host-wide for a moment: start it
+    // once a short-lived process would be done, not while this one starts.
+    setTimeout(() => {
+      if (!this.standby && !this.closed) this.refill();
+    }, REFILL_DELAY_MS).unref();
     if (!taken) return undefined;
     if (taken.child.exitCode !== null || taken.child.signalCode !== null) {
       await taken.cgroup.destroy().catch(() => undefined);
@@ -176,8 +182,11 @@ export class ContainerRuntime extends CgroupShimRuntime<InstanceFiles> implement
     }
   }
 
-  /** Ends the standby monitor and removes its cgroup, and any pool cgroup an earlier daemon left empty. */
+  private closed = false;
+
+  /** Ends the standby monitor and removes its cgroup. */
   async close(): Promise<void> {
+    this.closed = true;
     const standby = await this.standby;
     this.standby = undefined;
     if (standby) {
