@@ -81,7 +81,7 @@ describe('looking at instances', () => {
   });
 
   test('every command has --help with an example', () => {
-    for (const command of [
+    const commands = [
       'run',
       'create',
       'start',
@@ -97,8 +97,35 @@ describe('looking at instances', () => {
       'stats',
       'top',
       'rename',
-    ]) {
-      const help = ok([command, '--help']);
+      'cp',
+      'images',
+      'pull',
+      'push',
+      'login',
+      'logout',
+      'tag',
+      'rmi',
+      'history',
+      'save',
+      'load',
+      'import',
+      'build',
+      'info',
+      'version',
+      'daemon',
+      'volume create',
+      'volume ls',
+      'volume rm',
+      'volume inspect',
+      'volume prune',
+      'container prune',
+      'container ls',
+      'image prune',
+      'image inspect',
+      'system df',
+    ];
+    for (const command of commands) {
+      const help = ok([...command.split(' '), '--help']);
       assert.match(help, /Usage: abode /, command);
       assert.match(help, /Example/, command);
     }

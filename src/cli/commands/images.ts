@@ -549,12 +549,14 @@ function define(parent: Command, run: Run, top: boolean): void {
     );
   parent
     .command(top ? 'rmi' : 'rm')
+    .addHelpText('after', '\nExample:\n  abode rmi -f mybox:1')
     .description('Remove images')
     .argument('<image...>')
     .option('-f, --force', 'untag even when instances use it (an image in use is never deleted)')
     .action((refs: string[], flags: { force?: boolean }) => run(() => rmiCommand(refs, flags)));
   parent
     .command('tag')
+    .addHelpText('after', '\nExample:\n  abode tag busybox:latest mybox:1')
     .description('Give an image another name')
     .argument('<source>')
     .argument('<target>')
@@ -574,6 +576,7 @@ export function registerImages(program: Command, run: Run): void {
     .action((refs: string[], flags: { format?: string }) => run(() => inspectCommand(refs, flags)));
   image
     .command('prune')
+    .addHelpText('after', '\nExample:\n  abode image prune -a -f')
     .description(
       'Remove dangling images (all unused with -a) and free the disk of unreferenced blobs and layers',
     )
@@ -583,6 +586,7 @@ export function registerImages(program: Command, run: Run): void {
   const system = program.command('system').description('Manage abode');
   system
     .command('df')
+    .addHelpText('after', '\nExample:\n  abode system df -v')
     .description('Show disk usage of images, instances and volumes')
     .option('-v, --verbose', 'show each image, instance and volume')
     .option('--format <template>', 'Go template or "table ..."')

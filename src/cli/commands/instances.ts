@@ -404,6 +404,7 @@ export function registerLifecycle(program: Command, run: (work: () => Promise<nu
   const container = program.command('container').description('Manage instances');
   container
     .command('prune')
+    .addHelpText('after', '\nExample:\n  abode container prune -f')
     .description('Remove all stopped instances')
     .option('-f, --force', 'do not prompt for confirmation')
     .action(() =>
@@ -418,6 +419,7 @@ export function registerLifecycle(program: Command, run: (work: () => Promise<nu
     );
   container
     .command('ls')
+    .addHelpText('after', '\nExample:\n  abode container ls -a')
     .alias('list')
     .description('List instances (as ps)')
     .option('-a, --all', 'show all instances')

@@ -261,6 +261,7 @@ export function registerRegistry(program: Command, run: Run): void {
     );
   program
     .command('logout')
+    .addHelpText('after', '\nExample:\n  abode logout 127.0.0.1:5000')
     .description('Forget the credentials of a registry')
     .argument('[server]', 'host[:port] (default docker.io)')
     .action((server: string | undefined) =>

@@ -40,6 +40,7 @@ export function registerResources(program: Command, run: Run): void {
     );
   volume
     .command('ls')
+    .addHelpText('after', '\nExample:\n  abode volume ls --format "{{.Name}}"')
     .alias('list')
     .description('List volumes')
     .option('-q, --quiet', 'only names')
@@ -66,6 +67,7 @@ export function registerResources(program: Command, run: Run): void {
     );
   volume
     .command('rm')
+    .addHelpText('after', '\nExample:\n  abode volume rm data')
     .description('Remove volumes')
     .argument('<name...>')
     .option('-f, --force', 'remove even when in use')
@@ -81,6 +83,7 @@ export function registerResources(program: Command, run: Run): void {
     );
   volume
     .command('inspect')
+    .addHelpText('after', '\nExample:\n  abode volume inspect --format "{{.Mountpoint}}" data')
     .description('Show volumes in detail')
     .argument('<name...>')
     .option('-f, --format <template>', 'Go template')
@@ -114,6 +117,7 @@ export function registerResources(program: Command, run: Run): void {
     );
   volume
     .command('prune')
+    .addHelpText('after', '\nExample:\n  abode volume prune -f')
     .description('Remove volumes no instance uses')
     .option('-f, --force', 'do not prompt')
     .action(() =>
@@ -127,6 +131,7 @@ export function registerResources(program: Command, run: Run): void {
 
   program
     .command('info')
+    .addHelpText('after', '\nExample:\n  abode info --format "{{.KernelVersion}}"')
     .description('Show the host: kernel, cgroups, storage, accelerator')
     .option('-f, --format <template>', 'Go template')
     .action((flags: { format?: string }) =>
@@ -159,6 +164,7 @@ export function registerResources(program: Command, run: Run): void {
     );
   program
     .command('version')
+    .addHelpText('after', '\nExample:\n  abode version --format "{{.Server.Version}}"')
     .description('Show client and daemon versions')
     .option('-f, --format <template>', 'Go template')
     .action((flags: { format?: string }) =>
@@ -176,6 +182,7 @@ export function registerResources(program: Command, run: Run): void {
     );
   program
     .command('daemon')
+    .addHelpText('after', '\nExample:\n  abode --root /tmp/abode-test daemon')
     .description('Run the abode daemon in the foreground (the CLI starts it on demand otherwise)')
     .action(() => {
       const root = program.opts().root as string | undefined;

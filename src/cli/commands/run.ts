@@ -25,6 +25,10 @@ export function addCreateFlags(command: Command): Command {
     .option('--read-only', 'mount the root file system read-only')
     .option('--isolation <kind>', 'container (shared kernel) or vm (own kernel)', 'container')
     .option(
+      '--kernel <path>',
+      "with --isolation vm: boot this kernel image (bzImage or vmlinux) instead of Debian's",
+    )
+    .option(
       '--runtime <name>',
       "runtime for a container: container (abode's own) or oci:<binary> such as oci:runc",
     )
