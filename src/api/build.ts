@@ -48,6 +48,7 @@ export function registerBuildRoutes(r: Router, e: Engine): void {
           buildArgs,
           ...(q.get('target') ? { target: q.get('target')! } : {}),
           noCache: flag(q, 'nocache'),
+          ...(q.get('networkmode') === 'host' ? { network: 'host' as const } : {}),
           ...(q.get('platform') ? { platform: q.get('platform')! } : {}),
         },
         (text) => line({ stream: text }),

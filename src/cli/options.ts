@@ -22,6 +22,9 @@ export interface RunFlags {
   hostname?: string;
   readOnly?: boolean;
   isolation?: string;
+  network?: string;
+  /** --kernel: a guest kernel image for --isolation vm. */
+  kernel?: string;
   runtime?: string;
   rm?: boolean;
   detach?: boolean;
@@ -86,6 +89,23 @@ export async function toCreateOptions(
   if (isolation !== 'container' && isolation !== 'vm') {
     problems.push(`invalid --isolation "${flags.isolation}": want container or vm`);
   }
+  const network = flags.network ?? 'none';
+  if (network !== 'none' && network !== 'host') {
+    problems.push(
+      `invalid --network "${network}": abode offers none (loopback only, the default) and host; bridge networks are not there yet`,
+    );
+  } else if (network === 'host' && isolation === 'vm') {
+    problems.push('--network host is for containers: a VM has its own kernel and network stack');
+  }
+  let kernel: string | undefined;
+  if (flags.kernel !== undefined) {
+    const { resolve } = await import('node:path');
+    const { stat } = await import('node:fs/promises');
+    kernel = resolve(flags.kernel);
+    if (isolation !== 'vm') problems.push('--kernel needs --isolation vm');
+    else if (!(await stat(kernel).catch(() => undefined))?.isFile())
+      problems.push(`--kernel ${flags.kernel}: no such kernel image (${kernel} is not a file)`);
+  }
   const memory = bytes('--memory', flags.memory);
   if (memory !== undefined && memory < 6 * 1024 * 1024) {
     problems.push('Minimum memory limit allowed is 6MB');
@@ -144,6 +164,8 @@ export async function toCreateOptions(
     ulimits: flags.ulimit ?? [],
     ...(flags.name !== undefined ? { name: flags.name } : {}),
     ...(flags.runtime !== undefined ? { runtime: flags.runtime } : {}),
+    ...(kernel !== undefined ? { kernel } : {}),
+    ...(network === 'host' ? { network: 'host' as const } : {}),
     ...(flags.workdir !== undefined ? { workdir: flags.workdir } : {}),
     ...(flags.user !== undefined ? { user: flags.user } : {}),
     ...(flags.hostname !== undefined ? { hostname: flags.hostname } : {}),

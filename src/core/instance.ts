@@ -37,6 +37,10 @@ export interface CreateOptions {
   tmpfs: string[];
   init: boolean;
   isolation: Isolation;
+  /** --kernel: the guest kernel image for --isolation vm (an absolute host path). */
+  kernel?: string;
+  /** --network: none (its own namespace with loopback only, the default) or host (the host's network). */
+  network?: 'none' | 'host';
   /** --runtime: the runtime by name (`container`, `oci:runc`); default: the one of `isolation`. */
   runtime?: string;
   autoRemove: boolean;

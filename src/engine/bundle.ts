@@ -74,7 +74,7 @@ export interface BundleInputs {
   options: CreateOptions;
   image: ImageConfig;
   hostname: string;
-  /** Host files the instance sees as /etc/hostname, /etc/hosts, /etc/resolv.conf. */
+  /** Host files the instance sees as /etc/hostname, /etc/hosts, /etc/resolv.conf (with --network host: the host's). */
   etcFiles: { hostname: string; hosts: string; resolvConf: string };
   mounts: MountPoint[];
   /** Hard limits the daemon was given: never ask for more. */
@@ -185,16 +185,20 @@ export function buildSpec(inputs: BundleInputs): OciSpec {
       'org.abode.init': String(options.init),
       'org.abode.open-stdin': String(options.openStdin),
       'org.abode.isolation': options.isolation,
+      ...(options.kernel ? { 'org.abode.kernel': options.kernel } : {}),
     },
     linux: {
-      namespaces: [
-        { type: 'pid' },
-        { type: 'network' },
-        { type: 'ipc' },
-        { type: 'uts' },
-        { type: 'mount' },
-        { type: 'cgroup' },
-      ],
+      // --network host shares the host's network namespace (docker's host network).
+      namespaces: (
+        [
+          { type: 'pid' },
+          { type: 'network' },
+          { type: 'ipc' },
+          { type: 'uts' },
+          { type: 'mount' },
+          { type: 'cgroup' },
+        ] as const
+      ).filter((ns) => !(ns.type === 'network' && options.network === 'host')),
       resources: Object.fromEntries(Object.entries(resources).filter(([, v]) => v !== undefined)),
       cgroupsPath: `abode/${inputs.id}`,
       devices: options.privileged ? [] : [],

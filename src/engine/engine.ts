@@ -28,8 +28,8 @@ export interface EngineOptions {
   runtimes: Record<string, Runtime>;
   /** The hard rlimits this daemon has (never ask the kernel for more). */
   hardLimits: Record<string, number>;
-  /** The host's resolv.conf content, to give instances. */
-  resolvConf: () => Promise<string>;
+  /** The resolv.conf to give instances (all of the host's name servers when they share its network). */
+  resolvConf: (hostNetwork: boolean) => Promise<string>;
 }
 
 export interface ExecOptions {
@@ -242,7 +242,7 @@ export class Engine extends EventEmitter {
       etcFiles.hosts,
       `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n`,
     );
-    await writeFile(etcFiles.resolvConf, await this.options.resolvConf());
+    await writeFile(etcFiles.resolvConf, await this.options.resolvConf(record.options.network === 'host'));
     const spec = buildSpec({
       id: record.id,
       options: record.options,

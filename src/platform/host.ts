@@ -66,8 +66,8 @@ export async function processTable(pids: number[]): Promise<{ Titles: string[]; 
   return { Titles: titles, Processes: rows };
 }
 
-/** The host's resolv.conf without loopback name servers (unreachable from an instance's own network). */
-export async function instanceResolvConf(): Promise<string> {
+/** The host's resolv.conf, without loopback name servers unless the instance shares the host's network. */
+export async function instanceResolvConf(hostNetwork = false): Promise<string> {
   let text = '';
   try {
     text = await readFile('/etc/resolv.conf', 'utf8');
@@ -77,7 +77,7 @@ export async function instanceResolvConf(): Promise<string> {
   return (
     text
       .split('\n')
-      .filter((line) => !/^\s*nameserver\s+(127\.|::1)/.test(line))
+      .filter((line) => hostNetwork || !/^\s*nameserver\s+(127\.|::1)/.test(line))
       .join('\n')
       .trim() + '\n'
   );

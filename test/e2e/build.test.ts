@@ -127,6 +127,18 @@ describe('abode build', () => {
     assert.notEqual(abode.run(['image', 'inspect', 'e2e-fail']).code, 0);
   });
 
+  test('RUN steps have no network unless --network host (e.g. for apt-get install)', () => {
+    const c = context({ Containerfile: 'FROM busybox\nRUN ls /sys/class/net > /net\nCMD ["cat", "/net"]\n' });
+    ok(['build', '-q', '-t', 'e2e-nonet', c]);
+    assert.equal(ok(['run', '--rm', 'e2e-nonet']).trim(), 'lo');
+    ok(['build', '-q', '--no-cache', '--network', 'host', '-t', 'e2e-hostnet', c]);
+    assert.deepEqual(
+      ok(['run', '--rm', 'e2e-hostnet']).trim().split(/\s+/).sort(),
+      readdirSync('/sys/class/net').sort(),
+    );
+    assert.equal(abode.run(['build', '--network', 'bridge', c]).code, 1);
+  });
+
   test('errors name the line: an unknown instruction, a COPY of a missing file', () => {
     const c = context({
       Containerfile: 'FROM busybox\n\nFOO bar\n',

@@ -53,8 +53,16 @@ describe('isolation inside a container', () => {
     }
   });
 
-  test('only the loopback interface exists', () => {
+  test("only the loopback interface exists; --network host shares the host's", () => {
     assert.equal(ok(['run', '--rm', 'busybox', 'ls', '/sys/class/net']).trim(), 'lo');
+    const host = readdirSync('/sys/class/net').sort();
+    assert.deepEqual(
+      ok(['run', '--rm', '--network', 'host', 'busybox', 'ls', '/sys/class/net']).trim().split(/\s+/).sort(),
+      host,
+    );
+    const bad = abode.run(['run', '--rm', '--network', 'bridge', 'busybox', 'true']);
+    assert.equal(bad.code, 125);
+    assert.match(bad.stderr, /--network "bridge"/);
   });
 
   test('a memory hog is killed at the limit: exit 137 and OOMKilled in inspect', () => {

@@ -22,6 +22,7 @@ interface BuildFlags {
   target?: string;
   cache?: boolean;
   noCache?: boolean;
+  network?: string;
   quiet?: boolean;
   platform?: string;
 }
@@ -159,6 +160,7 @@ export function registerBuild(program: Command, run: Run): void {
     .option('--no-cache', 'do not use the layer cache')
     .option('-q, --quiet', 'print only the image ID')
     .option('--platform <os/arch>', 'platform of base images that are pulled')
+    .option('--network <mode>', "RUN steps' network: none (the default) or host (e.g. for apt-get install)")
     .addHelpText(
       'after',
       '\nExamples:\n  abode build -t app .\n  abode build -t app:2 -f build/Containerfile --build-arg VERSION=2 --target runtime .',
@@ -170,6 +172,9 @@ export function registerBuild(program: Command, run: Run): void {
         if (!st?.isDirectory())
           throw new NotFoundError(`unable to prepare context: path ${JSON.stringify(contextArg)} not found`);
         let fileInContext: string | undefined;
+        if (flags.network !== undefined && flags.network !== 'none' && flags.network !== 'host') {
+          throw new InvalidArgumentError(`invalid --network "${flags.network}": want none or host`);
+        }
         let outside: string | undefined;
         if (flags.file) {
           const file = resolve(flags.file);
@@ -211,6 +216,7 @@ export function registerBuild(program: Command, run: Run): void {
             target: flags.target,
             nocache: flags.cache === false || flags.noCache ? '1' : undefined,
             platform: flags.platform,
+            networkmode: flags.network,
           },
           bodyStream: stream,
         });

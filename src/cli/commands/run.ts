@@ -47,6 +47,10 @@ export function addCreateFlags(command: Command): Command {
     .option('--stop-signal <signal>', 'signal to stop the instance', undefined)
     .option('--stop-timeout <seconds>', 'seconds to wait before killing on stop')
     .option('--ulimit <name=soft[:hard]>', 'set a resource limit (repeatable)', collect)
+    .option(
+      '--network <mode>',
+      "none (own namespace, loopback only; the default) or host (the host's network)",
+    )
     .option('--pull <policy>', 'pull the image: missing (default), always or never', 'missing')
     .option('--platform <os/arch>', 'platform of the image to pull');
 }

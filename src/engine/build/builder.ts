@@ -64,6 +64,8 @@ export interface BuildRequest {
   noCache: boolean;
   /** --platform for base images that must be pulled. */
   platform?: string;
+  /** --network for RUN steps: host lets them reach the network (e.g. apt-get install), none keeps them off it. */
+  network?: 'none' | 'host';
 }
 
 export interface BuildResult {
@@ -630,6 +632,7 @@ class BuildRun {
             entrypoint: [],
             env: argEnv,
             labels: { 'org.abode.build': 'true' },
+            ...(req.network === 'host' ? { network: 'host' as const } : {}),
           }),
         );
         const id = record.id;
