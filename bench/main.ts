@@ -1,7 +1,7 @@
 /**
  * abode's container benchmarks (issue 2): end to end against podman and runc, the runtime's own
  * start-to-exit against runc, and the monitor's memory. Run with `npm run bench` (ABODE_BENCH_N runs each,
- * default 30; ABODE_BENCH_ONLY=e2e,runtime,memory,pull,unpack picks some; the image ones, pull and unpack,
+ * default 30; ABODE_BENCH_ONLY=e2e,runtime,memory,pull,unpack picks some, vm adds the microVM ones of bench/vm.ts; the image ones, pull and unpack,
  * are in bench/image-bench.ts). Prints medians, ratios and targets.
  */
 import { containerE2e } from './container-e2e.js';
@@ -47,6 +47,13 @@ async function main(): Promise<void> {
     if (only.has('pull') || only.has('unpack')) {
       say('image pull and layer unpack');
       const r = await imageBenchmarks(fixture, { pull: only.has('pull'), unpack: only.has('unpack') });
+      lines.push(...r.lines);
+      tables.push(...r.tables);
+    }
+    if (only.has('vm')) {
+      say('microVMs (own fixture: a state root of their own)');
+      const { vmBenchmarks } = await import('./vm.js');
+      const r = await vmBenchmarks();
       lines.push(...r.lines);
       tables.push(...r.tables);
     }

@@ -1,9 +1,13 @@
 /**
- * MicroVM benchmarks (issue 4), runnable alone: `node dist/bench/vm.js` (ABODE_BENCH_N runs, default 30).
+ * MicroVM benchmarks (issue 4), runnable alone: `node dist/bench/vm.js` (ABODE_BENCH_N runs, default 30),
+ * or from bench/main.ts with ABODE_BENCH_ONLY=vm.
  * - end to end: `abode run --rm --isolation vm busybox true`, against the floor: a hand-tuned QEMU line
  *   booting the same kernel with a busybox initramfs whose /init powers off at once;
  * - boot to the agent's READY frame (the shim's bootMs: QEMU spawn to the agent's first act), against the floor;
  * - host memory of an idle VM (256 MiB guest, busybox sleeping): QEMU's RSS with free page reporting.
+ * - where the time goes: the same run booting the bzImage (--kernel) instead of the PVH vmlinux, and
+ *   the per-instance `qemu-img create` of the disk overlay;
+ * - host memory of an idle VM for both kernel images.
  * Runs are interleaved; medians and ratios are printed.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -74,19 +78,25 @@ function floorInitramfs(busybox: string, path: string): void {
   );
 }
 
-function rssOf(pid: number): number {
+/** QEMU's resident memory: all of it, its own (anonymous: guest RAM it touched, the TCG cache, its heap) and file pages (the kernel image QEMU maps, page cache every VM of that kernel shares). */
+function rssOf(pid: number): { rss: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
+  const kb = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
 }
 
-async function main(): Promise<void> {
+export async function vmBenchmarks(): Promise<{ lines: string[]; tables: string[] }> {
   if (process.getuid?.() !== 0) throw new Error('the VM benchmarks run VMs: run them as root');
   const fx = new VmFixture();
+  const lines: string[] = [];
+  const tables: string[] = [];
   try {
     say('warming up (kernel fetch, initramfs, root disk)');
     fx.abode(['run', '--rm', '--isolation', 'vm', 'busybox', 'true']);
     const kernel = JSON.parse(readFileSync(join(fx.root, 'vm', 'kernel', 'current.json'), 'utf8')) as {
       image: string;
+      bzImage: string;
     };
     const busybox = execFileSync('sh', ['-c', `ls ${join(fx.root, 'layers')}/*/fs/bin/busybox | head -1`], {
       encoding: 'utf8',
@@ -122,6 +132,20 @@ async function main(): Promise<void> {
       timeCommand(process.execPath, [CLI, 'run', '--rm', '--isolation', 'vm', 'busybox', 'true'], {
         env: fx.env,
       });
+    const e2eBz = () =>
+      timeCommand(
+        process.execPath,
+        [CLI, 'run', '--rm', '--isolation', 'vm', '--kernel', kernel.bzImage, 'busybox', 'true'],
+        { env: fx.env },
+      );
+    const base = execFileSync('sh', ['-c', `ls ${join(fx.root, 'vm', 'disks')}/*.ext4 | head -1`], {
+      encoding: 'utf8',
+    }).trim();
+    const overlay = join(fx.root, 'bench-overlay.qcow2');
+    const qemuImg = () => {
+      rmSync(overlay, { force: true });
+      return timeCommand('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base, overlay]);
+    };
     const bootTimes: number[] = [];
     const boot = (): number => {
       const id = fx.abode(['run', '-d', '--isolation', 'vm', 'busybox', 'sleep', '1000']).trim();
@@ -135,33 +159,48 @@ async function main(): Promise<void> {
       { name: 'floor: QEMU + busybox poweroff', run: floor },
       { name: 'abode run --rm --isolation vm true', run: e2e },
       { name: 'abode boot to agent READY', run: boot },
+      { name: 'abode run --rm vm true, bzImage', run: e2eBz },
+      { name: 'qemu-img create (per instance)', run: qemuImg },
     ]);
     const floorMedian = median(samples.get('floor: QEMU + busybox poweroff')!);
     const e2eMedian = median(samples.get('abode run --rm --isolation vm true')!);
     const bootMedian = median(samples.get('abode boot to agent READY')!);
 
-    say('idle memory');
-    const id = fx
-      .abode(['run', '-d', '--isolation', 'vm', '--memory', '256m', 'busybox', 'sleep', '1000'])
-      .trim();
-    await new Promise((r) => setTimeout(r, 4000));
-    const rss = rssOf(fx.vmState(id).pid);
-    fx.abode(['rm', '-f', id]);
+    const e2eBzMedian = median(samples.get('abode run --rm vm true, bzImage')!);
+    const qemuImgMedian = median(samples.get('qemu-img create (per instance)')!);
 
-    console.log(`\n${table('vm', samples)}\n`);
-    console.log(
+    say('idle memory');
+    const idleRss = async (extra: string[]): Promise<{ rss: number; anon: number; file: number }> => {
+      const id = fx
+        .abode(['run', '-d', '--isolation', 'vm', '--memory', '256m', ...extra, 'busybox', 'sleep', '1000'])
+        .trim();
+      await new Promise((r) => setTimeout(r, 4000));
+      const rss = rssOf(fx.vmState(id).pid);
+      fx.abode(['rm', '-f', id]);
+      return rss;
+    };
+    const rss = await idleRss([]);
+    const rssBz = await idleRss(['--kernel', kernel.bzImage]);
+
+    tables.push(table('vm', samples));
+    lines.push(
       `vm e2e: ${ms(e2eMedian)} vs floor ${ms(floorMedian)}: ratio ${verdict(e2eMedian / floorMedian, TARGET_RATIO)}`,
-    );
-    console.log(
       `vm boot to READY: ${ms(bootMedian)} vs floor ${ms(floorMedian)}: ratio ${verdict(bootMedian / floorMedian, TARGET_RATIO)}`,
+      `vm e2e booting the bzImage: ${ms(e2eBzMedian)} (${((e2eBzMedian / e2eMedian - 1) * 100).toFixed(0)}% against the vmlinux); qemu-img create per instance: ${ms(qemuImgMedian)}`,
+      `vm idle QEMU RSS (256 MiB guest): ${mib(rss.rss)}: ${verdict(rss.rss / TARGET_RSS, 1)} of 100 MiB` +
+        ` (its own ${mib(rss.anon)}, shared file pages ${mib(rss.file)}); booted from the bzImage: ${mib(rssBz.rss)} (own ${mib(rssBz.anon)})`,
     );
-    console.log(`vm idle QEMU RSS (256 MiB guest): ${mib(rss)}: ${verdict(rss / TARGET_RSS, 1)} of 100 MiB`);
+    return { lines, tables };
   } finally {
     fx.cleanup();
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(`bench vm: ${(error as Error)?.stack ?? String(error)}`);
-  process.exit(1);
-});
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  vmBenchmarks()
+    .then(({ lines, tables }) => console.log(`\n${tables.join('\n\n')}\n\n${lines.join('\n')}`))
+    .catch((error: unknown) => {
+      console.error(`bench vm: ${(error as Error)?.stack ?? String(error)}`);
+      process.exit(1);
+    });
+}

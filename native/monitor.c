@@ -129,6 +129,9 @@ static void broadcast(struct monitor *m, int stream, const char *data, size_t le
 
 static long long now_ms(void);
 
+/* How long a VM's agent gets to end its process and power off after a kill before QEMU is killed. */
+#define KILL_GRACE_MS 1500
+
 static void agent_queue(struct monitor *m, int type, uint16_t session, const void *data, size_t len) {
   unsigned char h[AGENT_HEADER];
   agent_header(h, type, session, (uint32_t)len);
@@ -221,7 +224,9 @@ static void agent_frame(struct monitor *m, int type, uint16_t sid, const char *d
           close(m->in_fd);
         m->in_fd = -1;
       }
-      m->kill_at = now_ms() + 3000;
+      long long linger = now_ms() + 3000;
+      if (!m->kill_at || m->kill_at > linger)
+        m->kill_at = linger;
     }
     break;
   default:
@@ -444,7 +449,14 @@ static int dispatch(struct monitor *m, struct client *c, const char *extra, size
     int nlen = snprintf(num, sizeof num, "%d", a);
     if (m->state == STATE_EXITED)
       reply(c, "error process has exited\n");
-    else if (m->spec->agent && !(m->spec->agent == 1 && a == SIGKILL)) {
+    else if (m->spec->agent == 1 && a == SIGKILL && m->state == STATE_RUNNING && !m->guest_exited) {
+      /* A VM's kill: the agent kills the process, syncs and powers off; QEMU is killed after a grace. */
+      agent_queue(m, AF_SIGNAL, 0, num, (size_t)nlen);
+      long long grace = now_ms() + KILL_GRACE_MS;
+      if (!m->kill_at || m->kill_at > grace)
+        m->kill_at = grace;
+      reply(c, "ok\n");
+    } else if (m->spec->agent && !(m->spec->agent == 1 && a == SIGKILL)) {
       agent_queue(m, AF_SIGNAL, 0, num, (size_t)nlen);
       reply(c, "ok\n");
     } else if (kill(m->pid, a) < 0) {

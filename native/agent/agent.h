@@ -17,6 +17,9 @@ void boot_modules(void);
 int boot_open_port(long timeout_ms);
 int boot_switch_root(const char *device, char *err, size_t errlen);
 void boot_loopback(void);
+/* virtio-fs's modules: opened at boot (from the initramfs), loaded when a START asks for mounts. */
+void boot_open_lazy_modules(void);
+void boot_load_lazy_modules(void);
 
 /* Writes one frame to the host (blocking; the channel is the agent's only output). */
 void send_frame(int type, uint16_t session, const void *data, size_t len);

@@ -85,6 +85,40 @@ void boot_modules(void) {
   }
 }
 
+/* The on-demand modules (/modules.virtiofs), opened before the root switch hides the initramfs. */
+#define MAX_LAZY 8
+static int lazy_fds[MAX_LAZY];
+static size_t nlazy;
+
+void boot_open_lazy_modules(void) {
+  char list[1024];
+  int fd = open("/modules.virtiofs", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  ssize_t n = read(fd, list, sizeof list - 1);
+  close(fd);
+  if (n <= 0)
+    return;
+  list[n] = 0;
+  for (char *save = NULL, *name = strtok_r(list, "\n", &save); name && nlazy < MAX_LAZY;
+       name = strtok_r(NULL, "\n", &save)) {
+    char path[256];
+    snprintf(path, sizeof path, "/lib/modules/%s", name);
+    int mfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (mfd >= 0)
+      lazy_fds[nlazy++] = mfd;
+  }
+}
+
+void boot_load_lazy_modules(void) {
+  for (size_t i = 0; i < nlazy; i++) {
+    if (syscall(SYS_finit_module, lazy_fds[i], "", 0) < 0 && errno != EEXIST)
+      logf_console("load an on-demand module: %s", strerror(errno));
+    close(lazy_fds[i]);
+  }
+  nlazy = 0;
+}
+
 /* Finds the virtio-serial port named AGENT_PORT_NAME and opens it; waits up to timeout_ms. */
 int boot_open_port(long timeout_ms) {
   for (long waited = 0; waited <= timeout_ms; waited += 5) {

@@ -129,6 +129,7 @@ int main(void) {
   struct utsname u;
   uname(&u);
   send_frame(AF_READY, 0, u.release, strlen(u.release));
+  boot_open_lazy_modules();
   if (boot_switch_root("/dev/vda", root_error, sizeof root_error) < 0)
     logf_console("%s", root_error);
   boot_loopback();

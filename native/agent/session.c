@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -31,8 +32,10 @@ struct proc_spec {
   const char *cwd, *hostname;
   uid_t uid;
   gid_t gid;
-  bool terminal, open_stdin;
+  bool terminal, open_stdin, read_only;
   unsigned short rows, cols;
+  char *mounts[32]; /* "<tag> <ro|rw> <path>" */
+  size_t nmounts;
 };
 
 long long monotonic_ms(void) {
@@ -95,6 +98,13 @@ static void parse_spec(char *payload, size_t len, struct proc_spec *p) {
     case 'w':
       p->cols = (unsigned short)strtoul(v, NULL, 10);
       break;
+    case 'R':
+      p->read_only = v[0] == '1';
+      break;
+    case 'm':
+      if (p->nmounts < sizeof p->mounts / sizeof p->mounts[0])
+        p->mounts[p->nmounts++] = v;
+      break;
     }
   }
 }
@@ -148,6 +158,35 @@ static void write_etc_hostname(const char *hostname) {
     dprintf(fd, "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n", hostname);
     close(fd);
   }
+}
+
+/* The main process's file systems: virtio-fs shares at their paths, then the root read-only if asked. */
+static int prepare_root(struct proc_spec *p, char *err, size_t errlen) {
+  if (p->nmounts > 0)
+    boot_load_lazy_modules();
+  for (size_t i = 0; i < p->nmounts; i++) {
+    char *tag = p->mounts[i], *mode = strchr(tag, ' ');
+    char *path = mode ? strchr(mode + 1, ' ') : NULL;
+    if (!path) {
+      snprintf(err, errlen, "bad mount entry %s", tag);
+      return EINVAL;
+    }
+    *mode++ = 0;
+    *path++ = 0;
+    mkdir_p(path);
+    unsigned long flags = MS_NOSUID | MS_NODEV | (strcmp(mode, "ro") == 0 ? MS_RDONLY : 0);
+    if (mount(tag, path, "virtiofs", flags, NULL) < 0) {
+      int e = errno;
+      snprintf(err, errlen, "mount the shared directory at %s (virtio-fs %s): %s", path, tag, strerror(e));
+      return e;
+    }
+  }
+  if (p->read_only && mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY | MS_NOATIME, NULL) < 0) {
+    int e = errno;
+    snprintf(err, errlen, "remount the root read-only: %s", strerror(e));
+    return e;
+  }
+  return 0;
 }
 
 struct child_error {
@@ -217,6 +256,14 @@ void session_start(uint16_t id, const char *payload, size_t len, const char *roo
     if (sethostname(p.hostname, strlen(p.hostname)) < 0)
       logf_console("sethostname: %s", strerror(errno));
     write_etc_hostname(p.hostname);
+  }
+  if (id == 0) {
+    char msg[600];
+    int e = prepare_root(&p, msg, sizeof msg);
+    if (e) {
+      start_failed(id, "mount", e, msg);
+      return;
+    }
   }
   int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, report[2];
   int master = -1, slave = -1;

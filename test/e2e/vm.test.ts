@@ -1,7 +1,7 @@
 /** `--isolation vm`: the same image in a microVM with its own kernel, driven through the CLI (TCG here and in CI). */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Abode, alive, hostSnapshot } from './harness.js';
@@ -18,6 +18,20 @@ function qemuProcesses(root: string): string[] {
       try {
         const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
         return cmdline.includes('qemu-system') && cmdline.includes(root);
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** virtiofsd processes serving a socket under this test's state root. */
+function virtiofsdProcesses(root: string): string[] {
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .filter((pid) => {
+      try {
+        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        return cmdline.includes('virtiofsd') && cmdline.includes(root);
       } catch {
         return false;
       }
@@ -129,6 +143,52 @@ describe('processes in a VM', () => {
     ok(['rm', 'killed']);
   });
 
+  test('stop of a process that ignores SIGTERM: after the timeout the agent kills it, syncs and powers off', () => {
+    ok([
+      'run',
+      '-d',
+      '--name',
+      'deaf',
+      '--isolation',
+      'vm',
+      'busybox',
+      'sh',
+      '-c',
+      'trap "" TERM; [ -f /kept ] || echo written > /kept; echo up; while true; do sleep 0.2; done',
+    ]);
+    let logs = '';
+    for (let i = 0; i < 100 && !logs.includes('up'); i++) logs = ok(['logs', 'deaf']);
+    const started = Date.now();
+    ok(['stop', '-t', '1', 'deaf']);
+    const took = Date.now() - started;
+    assert.equal(ok(['wait', 'deaf']).trim(), '137');
+    // the agent's power-off, not QEMU's SIGKILL 1.5 s later, ended it
+    assert.ok(took < 2400, `stop took ${took} ms`);
+    // what the guest wrote without a sync reached the disk (a killed QEMU would have lost it)
+    ok(['start', 'deaf']);
+    assert.equal(ok(['exec', 'deaf', 'cat', '/kept']), 'written\n');
+    ok(['rm', '-f', 'deaf']);
+  });
+
+  test("stats: QEMU's memory on the host against the guest's RAM", () => {
+    ok([
+      'run',
+      '-d',
+      '--name',
+      'counted',
+      '--isolation',
+      'vm',
+      '--memory',
+      '192m',
+      'busybox',
+      'sleep',
+      '1000',
+    ]);
+    const line = ok(['stats', '--no-stream', 'counted']).split('\n')[1] ?? '';
+    assert.match(line, /\/ 192MiB/);
+    ok(['rm', '-f', 'counted']);
+  });
+
   test('-d, logs, exec, ps, inspect, stop, rm', () => {
     const id = ok([
       'run',
@@ -181,6 +241,150 @@ describe('processes in a VM', () => {
     assert.deepEqual(existsSync(instances) ? readdirSync(instances) : [], []);
     const runDirs = join(abode.root, 'run', 'v');
     assert.deepEqual(existsSync(runDirs) ? readdirSync(runDirs) : [], []);
+  });
+});
+
+describe('run options in a VM', () => {
+  test('--kernel boots that kernel for this instance only', () => {
+    const dir = join(abode.root, 'vm', 'kernel');
+    const pkg = readdirSync(dir).find((f) => f.startsWith('linux-image-'));
+    assert.ok(pkg, 'the Debian kernel is cached');
+    const bzImage = join(dir, pkg, 'vmlinuz');
+    const own = ok([
+      'run',
+      '--rm',
+      '--isolation',
+      'vm',
+      '--kernel',
+      bzImage,
+      'busybox',
+      'sh',
+      '-c',
+      'uname -r; cat /proc/cmdline',
+    ]);
+    assert.match(own, /cloud-amd64\n/);
+    // the next VM boots the default kernel again (the PVH vmlinux, not the bzImage given above)
+    const spec = abode.run(['run', '--rm', '--isolation', 'vm', 'busybox', 'true']);
+    assert.equal(spec.code, 0);
+  });
+
+  test('--kernel that is not there is refused at create (125)', () => {
+    const result = abode.run([
+      'run',
+      '--rm',
+      '--isolation',
+      'vm',
+      '--kernel',
+      '/nonexistent/bzImage',
+      'busybox',
+      'true',
+    ]);
+    assert.equal(result.code, 125);
+    assert.match(result.stderr, /--kernel \/nonexistent\/bzImage: no such kernel image/);
+    const container = abode.run(['run', '--rm', '--kernel', '/nonexistent/bzImage', 'busybox', 'true']);
+    assert.equal(container.code, 125);
+    assert.match(container.stderr, /--kernel needs --isolation vm/);
+  });
+
+  test('--read-only mounts the root disk read-only', () => {
+    const result = abode.run([
+      'run',
+      '--rm',
+      '--isolation',
+      'vm',
+      '--read-only',
+      'busybox',
+      'sh',
+      '-c',
+      'touch /x || echo refused; touch /dev/shm/y && echo shm',
+    ]);
+    assert.equal(result.code, 0);
+    assert.equal(result.stdout, 'refused\nshm\n');
+    assert.match(result.stderr, /Read-only file system/);
+  });
+
+  test('--memory below what a guest boots in is refused at create (125)', () => {
+    const result = abode.run(['run', '--rm', '--isolation', 'vm', '--memory', '64m', 'busybox', 'true']);
+    assert.equal(result.code, 125);
+    assert.match(result.stderr, /a VM needs at least 128MiB of memory; --memory 64m is too little/);
+  });
+
+  test('-v shares a host directory both ways over virtio-fs; :ro refuses writes', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'abode-vm-share-'));
+    try {
+      writeFileSync(join(dir, 'from-host'), 'host\n');
+      const out = ok([
+        'run',
+        '--rm',
+        '--isolation',
+        'vm',
+        '-v',
+        `${dir}:/data`,
+        'busybox',
+        'sh',
+        '-c',
+        'cat /data/from-host; echo vm > /data/from-vm',
+      ]);
+      assert.equal(out, 'host\n');
+      assert.equal(readFileSync(join(dir, 'from-vm'), 'utf8'), 'vm\n');
+
+      // a running VM sees the host's new files
+      ok([
+        'run',
+        '-d',
+        '--name',
+        'shared',
+        '--isolation',
+        'vm',
+        '-v',
+        `${dir}:/data`,
+        'busybox',
+        'sleep',
+        '1000',
+      ]);
+      writeFileSync(join(dir, 'later'), 'later\n');
+      assert.equal(ok(['exec', 'shared', 'cat', '/data/later']), 'later\n');
+      ok(['rm', '-f', 'shared']);
+
+      // :ro: the guest mounts it read-only, and the host refuses writes even after a remount
+      const ro = abode.run([
+        'run',
+        '--rm',
+        '--isolation',
+        'vm',
+        '-v',
+        `${dir}:/data:ro`,
+        'busybox',
+        'sh',
+        '-c',
+        'cat /data/from-host; echo x > /data/a; mount -o remount,rw /data; echo x > /data/b',
+      ]);
+      assert.equal(ro.stdout, 'host\n');
+      assert.equal((ro.stderr.match(/Read-only file system/g) ?? []).length, 2, ro.stderr);
+      assert.ok(!existsSync(join(dir, 'a')) && !existsSync(join(dir, 'b')));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('named volumes are shared too, and outlive the VM', () => {
+    ok(['run', '--rm', '--isolation', 'vm', '-v', 'vmdata:/v', 'busybox', 'sh', '-c', 'echo kept > /v/f']);
+    assert.equal(
+      ok(['run', '--rm', '--isolation', 'vm', '-v', 'vmdata:/v', 'busybox', 'cat', '/v/f']),
+      'kept\n',
+    );
+    assert.equal(ok(['run', '--rm', '-v', 'vmdata:/v', 'busybox', 'cat', '/v/f']), 'kept\n');
+  });
+
+  test('--rm with a volume leaves no virtiofsd behind', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'abode-vm-share-'));
+    try {
+      ok(['run', '--rm', '--isolation', 'vm', '-v', `${dir}:/data`, 'busybox', 'true']);
+      assert.deepEqual(hostSnapshot(abode.root).cgroups, []);
+      assert.deepEqual(virtiofsdProcesses(abode.root), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -14,6 +14,17 @@ export interface AgentProcess {
   hostname?: string;
   rows?: number;
   cols?: number;
+  /** Main process only: mount the root disk read-only (--read-only). */
+  readOnly?: boolean;
+  /** Main process only: virtio-fs shares to mount before the process starts. */
+  mounts?: AgentMount[];
+}
+
+/** A host directory shared over virtio-fs under `tag`, mounted at `destination` in the guest. */
+export interface AgentMount {
+  tag: string;
+  destination: string;
+  readOnly: boolean;
 }
 
 /** Encodes a process as NUL-terminated "k=v" entries; throws on values the encoding cannot carry. */
@@ -30,6 +41,8 @@ export function encodeAgentStart(p: AgentProcess): Buffer {
     ...(p.hostname ? [`h=${p.hostname}`] : []),
     ...(p.rows ? [`r=${p.rows}`] : []),
     ...(p.cols ? [`w=${p.cols}`] : []),
+    ...(p.readOnly ? ['R=1'] : []),
+    ...(p.mounts ?? []).map((m) => `m=${m.tag} ${m.readOnly ? 'ro' : 'rw'} ${m.destination}`),
   ];
   const bad = entries.filter((e) => e.includes('\0'));
   if (bad.length > 0) throw new InvalidArgumentError(`process values contain NUL bytes: ${bad.join(', ')}`);

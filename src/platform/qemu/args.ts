@@ -15,7 +15,12 @@ export interface VmMachine {
   /** The serial console's file. */
   consolePath: string;
   qmpSocket?: string;
+  /** virtio-fs shares: each a vhost-user socket served by a virtiofsd (needs guest RAM QEMU can share). */
+  shares?: { tag: string; socket: string }[];
 }
+
+/** The least guest RAM the cloud kernel and the agent boot in (below it the guest runs out of memory at boot). */
+export const MIN_GUEST_MIB = 128;
 
 /** The guest kernel's command line: quiet, fast under TCG, with the host's TSC so calibration never hangs. */
 export function kernelCmdline(opts: { tscKhz?: number; hz?: number; extra?: string[] } = {}): string {
@@ -56,6 +61,9 @@ export async function hostTscKhz(): Promise<number | undefined> {
 /** QEMU's arguments: microvm with ACPI, direct kernel boot, the agent port on QEMU's stdio. */
 export function qemuArgs(m: VmMachine): string[] {
   const machine = ['microvm', 'x-option-roms=off', 'isa-serial=on', 'rtc=on', 'acpi=on'];
+  const shares = m.shares ?? [];
+  // vhost-user (virtiofsd) maps the guest's RAM: it must be a shared memfd.
+  if (shares.length > 0) machine.push('memory-backend=ram');
   const args = [
     '-M',
     machine.join(','),
@@ -85,6 +93,19 @@ export function qemuArgs(m: VmMachine): string[] {
     '-device',
     'virtserialport,chardev=agent,name=org.abode.agent',
   ];
+  if (shares.length > 0) {
+    // virtiofsd's libvhost-user speaks virtio 1.0 only: microvm's virtio-mmio defaults to legacy.
+    args.push('-global', 'virtio-mmio.force-legacy=false');
+    args.push('-object', `memory-backend-memfd,id=ram,size=${m.memoryMiB}M,share=on`);
+    for (const [i, share] of shares.entries()) {
+      args.push(
+        '-chardev',
+        `socket,id=fs${i},path=${share.socket}`,
+        '-device',
+        `vhost-user-fs-device,chardev=fs${i},tag=${share.tag}`,
+      );
+    }
+  }
   if (m.disk) {
     args.push(
       '-drive',
@@ -98,7 +119,7 @@ export function qemuArgs(m: VmMachine): string[] {
   return args;
 }
 
-/** Guest RAM in MiB from --memory (bytes), default 256, at least 64; vCPUs from --cpus (nano CPUs), rounded up, default 1. */
+/** Guest RAM in MiB from --memory (bytes), default 256 (create refuses less than MIN_GUEST_MIB); vCPUs from --cpus (nano CPUs), rounded up, default 1. */
 export function machineSize(
   memoryBytes: number | undefined,
   nanoCpus: number | undefined,

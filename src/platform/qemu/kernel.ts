@@ -25,6 +25,12 @@ export const GUEST_MODULES = [
   'drivers/virtio/virtio_balloon.ko',
 ];
 
+/** Modules the agent loads only when the instance shares host directories (virtio-fs). */
+export const VIRTIOFS_MODULES = ['fs/fuse/fuse.ko', 'fs/fuse/virtiofs.ko'];
+
+/** Bumped when the cache's layout changes (a cache without what this version needs is fetched again). */
+const CACHE_VERSION = 2;
+
 export interface GuestKernel {
   /** The kernel's release (uname -r in the guest). */
   release: string;
@@ -32,6 +38,11 @@ export interface GuestKernel {
   image: string;
   /** Module files in load order (absolute host paths); empty for a kernel brought without modules. */
   modules: string[];
+  /** Modules for virtio-fs (loaded by the agent only when the instance has volumes); empty when built in or unknown. */
+  virtiofsModules: string[];
+  /** The compressed kernel (bzImage), when the cache holds one. */
+  bzImage?: string;
+  cacheVersion?: number;
   /** A key that changes when the kernel does (for caches built from it). */
   key: string;
 }
@@ -41,15 +52,15 @@ const HOW_TO_INSTALL =
   `and the package is available (apt-cache policy ${KERNEL_PACKAGE}), or point ABODE_VM_KERNEL at a kernel image`;
 
 /** Returns the cached guest kernel, fetching and unpacking it on first use; `override` is a kernel image path. */
-export async function ensureKernel(cacheDir: string, override?: string): Promise<GuestKernel> {
-  if (override) return ownKernel(override);
+export async function ensureKernel(
+  cacheDir: string,
+  override?: string,
+  source = 'ABODE_VM_KERNEL',
+): Promise<GuestKernel> {
+  if (override) return ownKernel(override, cacheDir, source);
   const current = join(cacheDir, 'current.json');
-  try {
-    const kernel = JSON.parse(await readFile(current, 'utf8')) as GuestKernel;
-    if (existsSync(kernel.image) && kernel.modules.every((m) => existsSync(m))) return kernel;
-  } catch {
-    // not fetched yet
-  }
+  const cached = await cachedKernel(cacheDir);
+  if (cached) return cached;
   await mkdir(cacheDir, { recursive: true });
   const pkg = await resolvePackage();
   const dir = join(cacheDir, pkg);
@@ -72,8 +83,10 @@ export async function ensureKernel(cacheDir: string, override?: string): Promise
     const release = vmlinuz.slice('vmlinuz-'.length);
     const out = join(tmp, 'kernel');
     await mkdir(join(out, 'modules'), { recursive: true });
-    await writeFile(join(out, 'vmlinux'), extractVmlinux(await readFile(join(tree, 'boot', vmlinuz))));
-    for (const m of GUEST_MODULES) {
+    const bzImage = await readFile(join(tree, 'boot', vmlinuz));
+    await writeFile(join(out, 'vmlinux'), extractVmlinux(bzImage));
+    await writeFile(join(out, 'vmlinuz'), bzImage);
+    for (const m of [...GUEST_MODULES, ...VIRTIOFS_MODULES]) {
       const src = join(tree, 'lib/modules', release, 'kernel', m);
       await writeFile(join(out, 'modules', m.split('/').pop()!), await readFile(src));
     }
@@ -83,7 +96,10 @@ export async function ensureKernel(cacheDir: string, override?: string): Promise
       release,
       image: join(dir, 'vmlinux'),
       modules: GUEST_MODULES.map((m) => join(dir, 'modules', m.split('/').pop()!)),
+      virtiofsModules: VIRTIOFS_MODULES.map((m) => join(dir, 'modules', m.split('/').pop()!)),
+      bzImage: join(dir, 'vmlinuz'),
       key: `${pkg}-${release}`,
+      cacheVersion: CACHE_VERSION,
     };
     await writeFile(`${current}.tmp`, JSON.stringify(kernel));
     await rename(`${current}.tmp`, current);
@@ -108,13 +124,64 @@ async function resolvePackage(): Promise<string> {
   return dep[1]!;
 }
 
-async function ownKernel(path: string): Promise<GuestKernel> {
+/** The cached Debian kernel, if fetched (by this version of the cache layout). */
+async function cachedKernel(cacheDir: string): Promise<GuestKernel | undefined> {
+  try {
+    const kernel = JSON.parse(await readFile(join(cacheDir, 'current.json'), 'utf8')) as GuestKernel;
+    const files = [kernel.image, ...kernel.modules, ...(kernel.virtiofsModules ?? [])];
+    if (kernel.cacheVersion === CACHE_VERSION && files.every((f) => existsSync(f))) return kernel;
+  } catch {
+    // not fetched yet
+  }
+  return undefined;
+}
+
+/**
+ * A kernel brought by the user (--kernel, ABODE_VM_KERNEL): a bzImage or an ELF vmlinux. Its
+ * modules come from the cached Debian kernel when the releases match, else from the host's
+ * /lib/modules/RELEASE, else none (the kernel must have virtio-mmio and virtio-console built in).
+ */
+async function ownKernel(path: string, cacheDir: string, source: string): Promise<GuestKernel> {
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile())
     throw new UnavailableError(
-      `guest kernel ${path} (ABODE_VM_KERNEL) does not exist; unset ABODE_VM_KERNEL to use Debian's ${KERNEL_PACKAGE}, which abode fetches with apt-get`,
+      `guest kernel ${path} (${source}) does not exist or is not a file; ` +
+        (source === '--kernel'
+          ? 'give the path of a kernel image (bzImage or vmlinux), or leave --kernel out'
+          : `unset ${source}`) +
+        ` to use Debian's ${KERNEL_PACKAGE}, which abode fetches with apt-get`,
     );
-  return { release: 'custom', image: path, modules: [], key: `custom-${path}-${info.mtimeMs}-${info.size}` };
+  const release = (await kernelRelease(path)) ?? 'custom';
+  const key = `custom-${path}-${info.mtimeMs}-${info.size}`;
+  const debian = await cachedKernel(cacheDir);
+  if (debian && debian.release === release)
+    return { release, image: path, modules: debian.modules, virtiofsModules: debian.virtiofsModules, key };
+  const hostDir = join('/lib/modules', release, 'kernel');
+  const host = (list: string[]) => list.map((m) => join(hostDir, m));
+  if (release !== 'custom' && host(GUEST_MODULES).every((m) => existsSync(m))) {
+    const virtiofs = host(VIRTIOFS_MODULES);
+    return {
+      release,
+      image: path,
+      modules: host(GUEST_MODULES),
+      virtiofsModules: virtiofs.every((m) => existsSync(m)) ? virtiofs : [],
+      key,
+    };
+  }
+  return { release, image: path, modules: [], virtiofsModules: [], key };
+}
+
+/** The release a kernel image says it is: a bzImage's header string, or "Linux version X" in a vmlinux. */
+export async function kernelRelease(path: string): Promise<string | undefined> {
+  const image = await readFile(path);
+  if (image.length > 0x210 && image.toString('latin1', 0x202, 0x206) === 'HdrS') {
+    const at = image.readUInt16LE(0x20e) + 0x200;
+    const text = image.toString('latin1', at, Math.min(image.length, at + 256));
+    return /^(\S+)/.exec(text)?.[1];
+  }
+  const at = image.indexOf('Linux version ');
+  if (at < 0) return undefined;
+  return /^Linux version (\S+)/.exec(image.toString('latin1', at, at + 256))?.[1];
 }
 
 function lastLine(error: unknown): string {

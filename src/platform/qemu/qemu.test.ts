@@ -155,3 +155,90 @@ describe('agent START payload', () => {
     assert.throws(() => encodeAgentStart({ ...p, args: [] }), /no command/);
   });
 });
+
+describe('run options for the guest', () => {
+  it('carries --read-only and virtio-fs mounts to the agent (main process only)', () => {
+    const p = {
+      args: ['true'],
+      env: [],
+      cwd: '/',
+      uid: 0,
+      gid: 0,
+      additionalGids: [],
+      terminal: false,
+      openStdin: false,
+    };
+    const entries = encodeAgentStart({
+      ...p,
+      readOnly: true,
+      mounts: [{ tag: 'abode0', destination: '/my data', readOnly: true }],
+    })
+      .toString()
+      .split('\0');
+    assert.ok(entries.includes('R=1'));
+    assert.ok(entries.includes('m=abode0 ro /my data'));
+    assert.ok(!encodeAgentStart(p).toString().includes('R=1'));
+  });
+
+  it('shares need shared guest RAM and modern virtio-mmio', () => {
+    const base = {
+      qemu: 'q',
+      accel: 'tcg' as const,
+      memoryMiB: 256,
+      cpus: 1,
+      kernel: 'k',
+      initrd: 'i',
+      cmdline: '',
+      consolePath: 'c',
+    };
+    const plain = qemuArgs(base).join(' ');
+    assert.doesNotMatch(plain, /memfd|vhost-user/);
+    const shared = qemuArgs({ ...base, shares: [{ tag: 'abode0', socket: '/run/fs0.sock' }] }).join(' ');
+    assert.match(shared, /memory-backend=ram/);
+    assert.match(shared, /memory-backend-memfd,id=ram,size=256M,share=on/);
+    assert.match(shared, /virtio-mmio.force-legacy=false/);
+    assert.match(
+      shared,
+      /socket,id=fs0,path=\/run\/fs0.sock -device vhost-user-fs-device,chardev=fs0,tag=abode0/,
+    );
+  });
+});
+
+describe('QMP client', () => {
+  it('negotiates, skips events, returns results in order, reports errors', async () => {
+    const { createServer } = await import('node:net');
+    const dir = mkdtempSync(join(tmpdir(), 'abode-qmp-'));
+    const socket = join(dir, 'qmp.sock');
+    const seen: string[] = [];
+    const server = createServer((conn) => {
+      conn.write('{"QMP": {"version": {}, "capabilities": []}}\r\n');
+      let buf = '';
+      conn.on('data', (d) => {
+        buf += d.toString();
+        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+          const cmd = JSON.parse(buf.slice(0, nl)) as { execute: string };
+          buf = buf.slice(nl + 1);
+          seen.push(cmd.execute);
+          conn.write('{"event": "RTC_CHANGE", "data": {}}\r\n');
+          if (cmd.execute === 'query-status')
+            conn.write('{"return": {"status": "running", "running": true}}\r\n');
+          else if (cmd.execute === 'query-balloon') conn.write('{"return": {"actual": 268435456}}\r\n');
+          else if (cmd.execute === 'qmp_capabilities') conn.write('{"return": {}}\r\n');
+          else conn.write('{"error": {"class": "CommandNotFound", "desc": "no"}}\r\n');
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(socket, r));
+    try {
+      const { qmpGuestMemory, qmpRun, qmpStatus } = await import('./qmp.js');
+      assert.equal(await qmpStatus(socket), 'running');
+      assert.equal(await qmpGuestMemory(socket), 268435456);
+      await assert.rejects(qmpRun(socket, [{ execute: 'nope' }]), /CommandNotFound/);
+      assert.deepEqual(seen.slice(0, 2), ['qmp_capabilities', 'query-status']);
+      await assert.rejects(qmpStatus(join(dir, 'missing.sock')), /QMP/);
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -4,19 +4,21 @@
  * QEMU's stdio (native/agent-protocol.h): the shim stays the instance's monitor, so logs, attach,
  * exit records and daemon restarts work as for containers.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Bundle, ExecHandle, Runtime } from '../../core/runtime.js';
+import type { Bundle, ExecHandle, ResourceStats, Runtime, RuntimeState } from '../../core/runtime.js';
 import type { OciProcess, OciResources, OciSpec } from '../../core/oci.js';
-import { AbodeError, InternalError, UnavailableError } from '../../core/errors.js';
+import { AbodeError, InternalError, InvalidArgumentError, UnavailableError } from '../../core/errors.js';
 import type { ShimSpec } from '../../platform/native-protocol.js';
 import type { Cgroup, CgroupDriver } from '../../platform/cgroups/index.js';
 import { readUserDb, resolveUser } from '../../platform/user.js';
 import { ensureKernel, type GuestKernel } from '../../platform/qemu/kernel.js';
 import { ensureInitramfs } from '../../platform/qemu/initramfs.js';
 import { ensureBaseDisk, ensureOverlayDisk } from '../../platform/qemu/disk.js';
-import { hostTscKhz, kernelCmdline, machineSize, qemuArgs } from '../../platform/qemu/args.js';
-import { encodeAgentStart, type AgentProcess } from '../../platform/qemu/agent-protocol.js';
+import { hostTscKhz, kernelCmdline, machineSize, MIN_GUEST_MIB, qemuArgs } from '../../platform/qemu/args.js';
+import { encodeAgentStart, type AgentMount, type AgentProcess } from '../../platform/qemu/agent-protocol.js';
+import { startVirtiofsd, type Share } from '../../platform/qemu/virtiofsd.js';
+import { qmpGuestMemory, qmpStatus } from '../../platform/qemu/qmp.js';
 import { processFailure } from '../errors.js';
 import { findOnPath, hostShimSpec, lowerDirs } from '../host-process.js';
 import { CgroupShimRuntime } from '../instance-cgroup.js';
@@ -41,7 +43,15 @@ export interface VmRuntimeOptions {
   /** A kernel image to boot instead of Debian's cloud kernel; ABODE_VM_KERNEL in the daemon. */
   kernel?: string;
   bootTimeoutMs?: number;
+  /** virtiofsd (default: Debian's /usr/lib/qemu/virtiofsd). */
+  virtiofsd?: string;
 }
+
+/** The OCI annotation that carries `--kernel` to the runtime. */
+export const KERNEL_ANNOTATION = 'org.abode.kernel';
+
+/** Bind mounts the engine adds for every instance; a VM writes these files itself. */
+const ENGINE_FILES = new Set(['/etc/resolv.conf', '/etc/hostname', '/etc/hosts']);
 
 /** Finds a binary by path or in PATH. */
 function findBinary(name: string): string | undefined {
@@ -84,11 +94,20 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
   }
 
   async create(id: string, bundle: Bundle): Promise<{ pid: number }> {
+    checkMemory(bundle.spec.linux.resources?.memory?.limit);
     const qemu = this.qemuBinary();
     const qemuImg = findBinary(this.options.qemuImg ?? 'qemu-img');
     if (!qemuImg)
       throw new UnavailableError('qemu-img is not installed: install it with apt-get install qemu-utils');
-    const kernel = await this.guestKernel();
+    const ownKernel = bundle.spec.annotations?.[KERNEL_ANNOTATION];
+    const kernel = ownKernel
+      ? await ensureKernel(join(this.options.cacheRoot, 'kernel'), ownKernel, '--kernel')
+      : await this.guestKernel();
+    const volumes = await sharedDirectories(bundle.spec);
+    if (volumes.length > 0 && kernel.modules.length > 0 && kernel.virtiofsModules.length === 0)
+      throw new UnavailableError(
+        `the guest kernel ${kernel.image} has no virtio-fs modules that abode knows of, and -v in a VM needs them`,
+      );
     const initrd = await ensureInitramfs(
       join(this.options.cacheRoot, 'initramfs'),
       this.options.agentPath,
@@ -109,7 +128,22 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     const cgroup = await this.options.cgroups.create(cgroupPath, hostResources(spec.linux.resources));
     const consolePath = join(runDir, 'console.log');
     const qmpSocket = join(runDir, 'qmp.sock');
+    const sharePids: number[] = [];
     try {
+      const shares: Share[] = volumes.map((v, i) => ({
+        tag: `abode${i}`,
+        source: v.source,
+        readOnly: v.readOnly,
+        socket: join(runDir, `fs${i}.sock`),
+        logPath: join(runDir, `virtiofsd${i}.log`),
+      }));
+      for (const share of shares)
+        sharePids.push(await startVirtiofsd(share, cgroup.procsFiles(), this.options.virtiofsd));
+      const mounts: AgentMount[] = shares.map((share, i) => ({
+        tag: share.tag,
+        destination: volumes[i]!.destination,
+        readOnly: share.readOnly,
+      }));
       const accel = await this.options.accelerator();
       const args = qemuArgs({
         qemu,
@@ -122,6 +156,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
         disk: diskPath,
         consolePath,
         qmpSocket,
+        shares: shares.map((share) => ({ tag: share.tag, socket: share.socket })),
       });
       const process = await this.agentProcess(spec.process, lowerdirs, spec);
       const shimSpec = hostProcessSpec({
@@ -132,7 +167,12 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
         exitPath: join(bundle.dir, 'exit.json'),
         socketPath: join(runDir, 'shim.sock'),
         agent: 'vm',
-        agentStart: encodeAgentStart({ ...process, hostname: spec.hostname ?? '' }),
+        agentStart: encodeAgentStart({
+          ...process,
+          hostname: spec.hostname ?? '',
+          readOnly: spec.root.readonly ?? false,
+          mounts,
+        }),
         bootTimeoutMs: this.options.bootTimeoutMs ?? 60_000,
       });
       let ready;
@@ -163,6 +203,8 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       await this.saveFiles(files);
       return { pid: ready.pid };
     } catch (error) {
+      for (const pid of sharePids) killQuietly(pid);
+      await cgroup.killAll('SIGKILL').catch(() => undefined);
       await cgroup.destroy().catch(() => undefined);
       await rm(runDir, { recursive: true, force: true });
       throw error instanceof AbodeError ? error : processFailure(error, spec.process.args[0] ?? '');
@@ -191,6 +233,29 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       const spec = await this.bundleSpec(files);
       return processFailure(parseStartError(reply), spec.process.args[0] ?? '');
     });
+  }
+
+  /**
+   * The monitor's view, checked against QEMU's (QMP query-status): a VM whose guest panicked or whose
+   * emulation failed would otherwise sit "running" for ever; it is killed, and its exit recorded.
+   */
+  override async state(id: string): Promise<RuntimeState> {
+    const state = await super.state(id);
+    if (state.status !== 'running') return state;
+    const files = await this.files(id);
+    const status = await qmpStatus(files.qmpSocket, 1000).catch(() => undefined);
+    if (status === 'guest-panicked' || status === 'internal-error') {
+      await this.kill(id, 9).catch(() => undefined);
+    }
+    return state;
+  }
+
+  /** The cgroup's figures (QEMU's real cost on the host), with the guest's RAM (QMP query-balloon) as the limit. */
+  override async stats(id: string): Promise<ResourceStats> {
+    const stats = await super.stats(id);
+    const files = await this.files(id);
+    const guest = await qmpGuestMemory(files.qmpSocket, 1000).catch(() => undefined);
+    return guest ? { ...stats, memory: { ...stats.memory, limit: guest } } : stats;
   }
 
   /** When the monitor is gone, what may remain (QEMU) is ended. */
@@ -228,6 +293,43 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
   protected override async settle(files: VmFiles, cgroup: Cgroup | undefined): Promise<void> {
     await cgroup?.killAll('SIGKILL').catch(() => undefined);
     await waitGone(files.shimPid, 5000);
+  }
+}
+
+/** Refuses guest RAM the guest cannot boot in, in the words of the flag that asked for it. */
+function checkMemory(limit: number | undefined): void {
+  if (limit === undefined || limit >= MIN_GUEST_MIB * 2 ** 20) return;
+  const MiB = 2 ** 20;
+  const asked = limit % MiB === 0 ? `${limit / MiB}m` : limit % 1024 === 0 ? `${limit / 1024}k` : `${limit}b`;
+  throw new InvalidArgumentError(
+    `a VM needs at least ${MIN_GUEST_MIB}MiB of memory; --memory ${asked} is too little`,
+  );
+}
+
+/** The user's volumes (-v, named volumes: bind mounts in the spec), shared over virtio-fs; directories only. */
+async function sharedDirectories(
+  spec: OciSpec,
+): Promise<{ source: string; destination: string; readOnly: boolean }[]> {
+  const binds = (spec.mounts ?? []).filter((m) => m.type === 'bind' && !ENGINE_FILES.has(m.destination));
+  return Promise.all(
+    binds.map(async (m) => {
+      const info = await stat(m.source!).catch(() => undefined);
+      if (!info)
+        throw new InvalidArgumentError(`invalid mount config: bind source path does not exist: ${m.source}`);
+      if (!info.isDirectory())
+        throw new InvalidArgumentError(
+          `a VM shares directories only (virtio-fs): -v ${m.source}:${m.destination} names a file`,
+        );
+      return { source: m.source!, destination: m.destination, readOnly: (m.options ?? []).includes('ro') };
+    }),
+  );
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
   }
 }
 
