@@ -9,29 +9,19 @@
  * directory for a symlink between resolution and use can still race us (as docker's own cp could).
  */
 import { execFile } from 'node:child_process';
-import { lstatSync, statfsSync, type Stats } from 'node:fs';
-import {
-  chmod,
-  lchown,
-  lstat,
-  mkdir,
-  mkdtemp,
-  readdir,
-  readlink,
-  rename,
-  rmdir,
-  stat,
-  symlink,
-} from 'node:fs/promises';
+import { statfsSync, type Stats } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readlink, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { create as createTar, extract as extractTar, type ReadEntry, type WriteEntry } from 'tar';
+import { create as createTar, type ReadEntry, type WriteEntry } from 'tar';
 import type { Mount } from '../core/image.js';
 import type { InstanceRecord } from '../core/instance.js';
 import { AbodeError, ConflictError, InvalidArgumentError, NotFoundError } from '../core/errors.js';
 import type { Engine } from './engine.js';
+import { extractSafely, rebase, safeEntryPath } from '../core/archive/extract.js';
+
+export { safeEntryPath };
 
 const run = promisify(execFile);
 
@@ -262,12 +252,6 @@ function isPseudo(entryPath: string, cwd: string): boolean {
   }
 }
 
-/** Renames the first component of a tar path (`a/b` → `name/b`). */
-function rebase(p: string, name: string): string {
-  const slash = p.indexOf('/');
-  return slash < 0 ? name : name + p.slice(slash);
-}
-
 /**
  * GET /archive: a tar of `path` (a file, link or whole tree, never following links inside it) whose
  * top entry is named as the requested path's base name. `consume` gets the stat and the stream; the
@@ -319,133 +303,6 @@ export interface ImportOptions {
   noOverwriteDirNonDir?: boolean;
   /** Keep the archive's uid/gid (docker cp -a); else files belong to the instance's root. */
   preserveOwner?: boolean;
-}
-
-/** Cleans a relative tar entry path; undefined when absolute or with a `..` component. */
-export function safeEntryPath(p: string): string | undefined {
-  if (p.startsWith('/') || p.includes('\0')) return undefined;
-  const parts = p.split('/').filter((x) => x !== '' && x !== '.');
-  if (parts.includes('..')) return undefined;
-  return parts.join('/');
-}
-
-export interface ExtractOptions {
-  preserveOwner: boolean;
-  noOverwriteDirNonDir: boolean;
-  /** Renames every entry's first component (docker's rebase); none keeps the names. */
-  rename?: string;
-  /** How `dir` is shown in error messages. */
-  shown: string;
-}
-
-/**
- * Extracts a tar into `dir` without ever writing outside it: entries that are absolute, climb with
- * `..`, or pass through a symlink (one already under `dir`, or one made earlier by the archive) stop
- * the extraction with an error. node-tar's own checks (preservePaths: false) stay on; as they would
- * rewrite symlink targets (`/bin/busybox` → `bin/busybox`), links are made with a placeholder target
- * and given their real one at the end. (src/cli/commands/cp.ts has the same code for the host side.)
- */
-export async function extractSafely(tar: Readable, dir: string, opts: ExtractOptions): Promise<void> {
-  const maybeLinks = new Set<string>();
-  const symlinks = new Map<string, { target: string; uid?: number; gid?: number }>();
-  let refused: Error | undefined;
-  const refuse = (entryPath: string, why: string) => {
-    refused ??= new InvalidArgumentError(`refusing to extract ${JSON.stringify(entryPath)}: ${why}`);
-    unpack.abort(refused);
-    return false;
-  };
-  // Whether a parent of `rel` is a symlink (made by the archive so far, or already under dir).
-  const throughLink = (rel: string): boolean => {
-    const parts = rel.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const parent = parts.slice(0, i).join('/');
-      if (maybeLinks.has(parent)) return true;
-      try {
-        if (lstatSync(join(dir, parent)).isSymbolicLink()) return true;
-      } catch {
-        // missing: it will be made as a directory
-      }
-    }
-    return false;
-  };
-  const unpack = extractTar({
-    cwd: dir,
-    preservePaths: false,
-    unlink: true,
-    strict: true,
-    chmod: true,
-    processUmask: 0,
-    preserveOwner: opts.preserveOwner,
-    filter: (entryPath: string, stat: ReadEntry | Stats) => {
-      const entry = stat as ReadEntry;
-      if (refused) return false;
-      const rel = safeEntryPath(opts.rename === undefined ? entryPath : rebase(entryPath, opts.rename));
-      if (rel === undefined) return refuse(entryPath, 'absolute or outside the destination');
-      if (rel === '') return false;
-      entry.path = rel;
-      if (throughLink(rel)) return refuse(entryPath, 'a parent is a symbolic link');
-      if (entry.type === 'Link') {
-        const raw = String(entry.linkpath ?? '');
-        const target = safeEntryPath(opts.rename === undefined ? raw : rebase(raw, opts.rename));
-        if (!target || throughLink(target) || maybeLinks.has(target))
-          return refuse(entryPath, 'hard link target outside the destination');
-        entry.linkpath = target;
-      }
-      symlinks.delete(rel);
-      // A hard link may be to a symlink: nothing may be written under either.
-      if (entry.type === 'SymbolicLink' || entry.type === 'Link') maybeLinks.add(rel);
-      else maybeLinks.delete(rel);
-      if (entry.type === 'SymbolicLink') {
-        symlinks.set(rel, { target: String(entry.linkpath ?? ''), uid: entry.uid, gid: entry.gid });
-        entry.linkpath = '.';
-      }
-      if (opts.noOverwriteDirNonDir) {
-        let existing: Stats | undefined;
-        try {
-          existing = lstatSync(join(dir, rel));
-        } catch {
-          existing = undefined;
-        }
-        const isDir = entry.type === 'Directory';
-        const shown = posix.join(opts.shown, rel);
-        if (existing?.isDirectory() && !isDir)
-          return refuse(entryPath, `cannot overwrite directory "${shown}" with non-directory`);
-        if (existing && !existing.isDirectory() && isDir)
-          return refuse(entryPath, `cannot overwrite non-directory "${shown}" with directory`);
-      }
-      return true;
-    },
-  });
-  try {
-    await pipeline(tar, unpack as unknown as NodeJS.WritableStream);
-  } catch (error) {
-    if (refused) throw refused;
-    if (error instanceof AbodeError) throw error;
-    throw new InvalidArgumentError(`cannot extract the archive: ${(error as Error).message}`);
-  } finally {
-    await retarget(dir, symlinks, throughLink, opts.preserveOwner);
-  }
-  if (refused) throw refused;
-}
-
-/** Gives the placeholder links made by extractSafely their real targets (also after a failure). */
-async function retarget(
-  dir: string,
-  symlinks: Map<string, { target: string; uid?: number; gid?: number }>,
-  throughLink: (rel: string) => boolean,
-  preserveOwner: boolean,
-): Promise<void> {
-  for (const [rel, link] of symlinks) {
-    const at = join(dir, rel);
-    if (throughLink(rel)) continue;
-    const st = await lstat(at).catch(() => undefined);
-    if (!st?.isSymbolicLink() || (await readlink(at)) !== '.') continue;
-    const tmp = join(dirname(at), `.abode-link-${process.pid}-${Math.random().toString(36).slice(2)}`);
-    await symlink(link.target, tmp);
-    if (preserveOwner && link.uid !== undefined && link.gid !== undefined)
-      await lchown(tmp, link.uid, link.gid).catch(() => undefined);
-    await rename(tmp, at);
-  }
 }
 
 /**
