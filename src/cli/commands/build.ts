@@ -9,8 +9,9 @@ import { Readable } from 'node:stream';
 import { Header, Pax } from 'tar';
 import type { Command } from '../args.js';
 import { IgnoreMatcher, parseDockerignore } from '../../core/build/dockerignore.js';
-import { errorFromCode, InvalidArgumentError, NotFoundError } from '../../core/errors.js';
+import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { connectDaemon } from '../context.js';
+import { readJsonLines } from '../../client/json-lines.js';
 import { collect } from '../options.js';
 
 type Run = (work: () => Promise<number>) => void;
@@ -118,34 +119,10 @@ function humanSize(n: number): string {
 }
 
 /** Reads the daemon's JSON lines: output to `onText`, then the result (or the error, thrown). */
-async function consume(
-  res: IncomingMessage,
-  onText: (t: string) => void,
-): Promise<{ id: string; tags: string[] }> {
-  let buffer = '';
-  let result: { id: string; tags: string[] } | undefined;
-  const handle = (line: string) => {
-    if (line.trim() === '') return;
-    const msg = JSON.parse(line) as {
-      stream?: string;
-      result?: { id: string; tags: string[] };
-      error?: { code: string; message: string; details?: Record<string, unknown> };
-    };
-    if (msg.error) throw errorFromCode(msg.error.code, msg.error.message, msg.error.details);
-    if (msg.result) result = msg.result;
-    else if (msg.stream !== undefined) onText(msg.stream);
-  };
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    buffer += chunk.toString('utf8');
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      handle(buffer.slice(0, nl));
-      buffer = buffer.slice(nl + 1);
-    }
-  }
-  handle(buffer);
-  if (!result) throw new InvalidArgumentError('the daemon ended the build without a result');
-  return result;
+function consume(res: IncomingMessage, onText: (t: string) => void): Promise<{ id: string; tags: string[] }> {
+  return readJsonLines(res, (msg) => {
+    if (typeof msg.stream === 'string') onText(msg.stream);
+  });
 }
 
 export function registerBuild(program: Command, run: Run): void {

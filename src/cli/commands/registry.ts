@@ -6,9 +6,10 @@
 import type { Command } from '../args.js';
 import type { IncomingMessage } from 'node:http';
 import type { Client } from '../../client/client.js';
-import { errorFromCode, InvalidArgumentError } from '../../core/errors.js';
+import { InvalidArgumentError } from '../../core/errors.js';
 import type { ProgressEvent } from '../../core/image.js';
 import { connectDaemon } from '../context.js';
+import { readJsonLines } from '../../client/json-lines.js';
 
 type Run = (work: () => Promise<number>) => void;
 
@@ -72,34 +73,8 @@ export class ProgressRenderer {
 }
 
 /** Reads a JSON-lines progress stream, rendering each event; returns the result or throws the error. */
-export async function consumeProgress<T>(
-  res: IncomingMessage,
-  onEvent: (e: ProgressEvent) => void,
-): Promise<T> {
-  let buffer = '';
-  let result: { value: T } | undefined;
-  const handle = (line: string) => {
-    if (line.trim() === '') return;
-    const msg = JSON.parse(line) as
-      | (ProgressEvent & { result?: undefined; error?: undefined })
-      | { result: T }
-      | { error: { code: string; message: string; details?: Record<string, unknown> } };
-    if ('error' in msg && msg.error)
-      throw errorFromCode(msg.error.code, msg.error.message, msg.error.details);
-    if ('result' in msg && msg.result !== undefined) result = { value: msg.result as T };
-    else onEvent(msg as ProgressEvent);
-  };
-  for await (const chunk of res as AsyncIterable<Buffer>) {
-    buffer += chunk.toString('utf8');
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      handle(buffer.slice(0, nl));
-      buffer = buffer.slice(nl + 1);
-    }
-  }
-  handle(buffer);
-  if (!result) throw new InvalidArgumentError('the daemon ended the stream without a result');
-  return result.value;
+export function consumeProgress<T>(res: IncomingMessage, onEvent: (e: ProgressEvent) => void): Promise<T> {
+  return readJsonLines<T>(res, (msg) => onEvent(msg as unknown as ProgressEvent));
 }
 
 export interface PullFlags {
