@@ -13,9 +13,8 @@ import type { Command } from '../args.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { connectDaemon } from '../context.js';
 import { collect } from '../options.js';
-import { renderTable } from '../format/table.js';
+import { renderTable, renderInspect } from '../format/table.js';
 import { humanDuration, humanSize } from '../format/units.js';
-import { execute, parseTemplate } from '../format/template.js';
 
 type Run = (work: () => Promise<number>) => void;
 
@@ -128,10 +127,7 @@ async function inspectCommand(refs: string[], flags: { format?: string }): Promi
       process.stderr.write(`Error: ${(error as Error).message}\n`);
     }
   }
-  if (flags.format) {
-    const template = parseTemplate(flags.format);
-    for (const v of found) process.stdout.write(`${execute(template, v)}\n`);
-  } else process.stdout.write(`${JSON.stringify(found, null, 4)}\n`);
+  process.stdout.write(renderInspect(found, flags.format));
   return failed ? 1 : 0;
 }
 

@@ -3,8 +3,7 @@ import { forEach } from './run.js';
 import { relay } from '../attach.js';
 import { collect } from '../options.js';
 import { FrameDecoder } from '../../client/frames.js';
-import { parseTemplate, execute } from '../format/template.js';
-import { renderTable, tabwriter } from '../format/table.js';
+import { renderTable, tabwriter, renderInspect } from '../format/table.js';
 import { bytesSize, humanDuration, statusString } from '../format/units.js';
 import type { Command } from '../args.js';
 
@@ -112,12 +111,7 @@ export async function inspectCommand(refs: string[], flags: { format?: string; t
       process.stderr.write(`Error: ${(error as Error).message}\n`);
     }
   }
-  if (flags.format) {
-    const template = parseTemplate(flags.format);
-    for (const item of found) process.stdout.write(`${execute(template, item)}\n`);
-  } else {
-    process.stdout.write(`${JSON.stringify(found, null, 4)}\n`);
-  }
+  process.stdout.write(renderInspect(found, flags.format));
   return failed ? 1 : 0;
 }
 

@@ -3,7 +3,7 @@ import type { Command } from '../args.js';
 import { connectDaemon, daemonEntry } from '../context.js';
 import { collect } from '../options.js';
 import { forEach } from './run.js';
-import { renderTable } from '../format/table.js';
+import { renderTable, renderInspect } from '../format/table.js';
 import { humanSize } from '../format/units.js';
 import { parseTemplate, execute } from '../format/template.js';
 
@@ -108,10 +108,7 @@ export function registerResources(program: Command, run: Run): void {
             process.stderr.write(`Error: ${(error as Error).message}\n`);
           }
         }
-        if (flags.format) {
-          const template = parseTemplate(flags.format);
-          for (const v of found) process.stdout.write(`${execute(template, v)}\n`);
-        } else process.stdout.write(`${JSON.stringify(found, null, 4)}\n`);
+        process.stdout.write(renderInspect(found, flags.format));
         return failed ? 1 : 0;
       }),
     );

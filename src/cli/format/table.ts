@@ -138,6 +138,11 @@ export function renderEach(format: string, items: readonly unknown[], opts: Rend
   return items.map((item) => execute(tmpl, item) + '\n').join('');
 }
 
+/** docker inspect's output: each item through the template, or all of them as indented JSON. */
+export function renderInspect(items: readonly unknown[], format?: string): string {
+  return format ? renderEach(format, items) : `${JSON.stringify(items, null, 4)}\n`;
+}
+
 function wrap<T>(fn: () => T): T {
   try {
     return fn();
