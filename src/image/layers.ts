@@ -1,11 +1,21 @@
 /** Unpacked layers: each layer applied once by chain ID into `<root>/layers/<chain hex>/fs`, shared by all images. */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { PassThrough, Readable, Transform } from 'node:stream';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { createGunzip, type ZlibOptions } from 'node:zlib';
 import { Digester, digestHex, isDigestHex, sha256Digest, type Digest } from '../core/digest.js';
-import { InvalidArgumentError } from '../core/errors.js';
+import {
+  AbodeError,
+  AlreadyExistsError,
+  ConflictError,
+  InternalError,
+  InvalidArgumentError,
+  NotFoundError,
+  UnavailableError,
+} from '../core/errors.js';
 import type { ContentStore } from './content-store.js';
 import { layerCompression, type Descriptor } from './oci-image.js';
 import { applyTar, type ApplyOptions } from './tar-apply.js';
@@ -73,6 +83,250 @@ export async function decompressed(input: NodeJS.ReadableStream): Promise<NodeJS
   }
   if (isZstd(head)) return zstdDecompress(raw).on('error', () => undefined);
   return raw;
+}
+
+/**
+ * A layer unpacked while its (compressed) bytes arrive: write the blob's bytes, then end() for the committed
+ * layer (its diff ID checked), or cancel() to drop it; nothing counts as unpacked before end() resolves.
+ */
+export interface LayerUnpacker {
+  /** Resolves when the unpacker can take more (or has failed: its error comes out of end()). */
+  write(chunk: Buffer): Promise<void>;
+  /** Ends the input, waits for the unpack and commits the layer under its chain ID. */
+  end(): Promise<LayerInfo>;
+  /** Abandons the unpack; its temp directory is removed. */
+  cancel(): Promise<void>;
+}
+
+/**
+ * Unpacking in worker threads. A pull's main thread was the bottleneck (hashing, tar parsing and file
+ * creation of every layer at once, all on the one event loop, while the other core idled), so each
+ * streamed layer is gunzipped, hashed and applied by a worker of its own; the main thread only hands
+ * over the compressed bytes. Workers are kept for reuse (unref'd while idle).
+ */
+const WORKER_KIND = 'abode-layer-unpack';
+/** Compressed bytes handed to a worker but not yet taken in by its gunzip. */
+const WORKER_WINDOW = 8 << 20;
+/** Idle workers kept for the next pull, for up to IDLE_MS. */
+const IDLE_WORKERS = 4;
+const IDLE_MS = 60_000;
+
+type ToWorker =
+  | { t: 'start'; job: number; target: string; gzip: boolean; preserveOwner: boolean | undefined }
+  | { t: 'data'; job: number; chunk: Uint8Array }
+  | { t: 'end'; job: number }
+  | { t: 'cancel'; job: number };
+
+interface SerializedError {
+  message: string;
+  code?: string;
+  abode?: boolean;
+  details?: Record<string, unknown>;
+}
+
+type FromWorker =
+  | { t: 'ack'; job: number; bytes: number }
+  | { t: 'done'; job: number; diffId: Digest; size: number }
+  | { t: 'error'; job: number; error: SerializedError };
+
+function serializeError(err: unknown): SerializedError {
+  if (err instanceof AbodeError) {
+    let details = err.details;
+    try {
+      structuredClone(details);
+    } catch {
+      details = undefined;
+    }
+    return { abode: true, code: err.code, message: err.message, ...(details ? { details } : {}) };
+  }
+  const e = err as NodeJS.ErrnoException | undefined;
+  return { message: e?.message ?? String(err), ...(typeof e?.code === 'string' ? { code: e.code } : {}) };
+}
+
+function deserializeError(s: SerializedError): Error {
+  if (s.abode) {
+    const classes: Record<string, new (m: string, d?: Record<string, unknown>) => AbodeError> = {
+      not_found: NotFoundError,
+      already_exists: AlreadyExistsError,
+      conflict: ConflictError,
+      invalid_argument: InvalidArgumentError,
+      unavailable: UnavailableError,
+      internal: InternalError,
+    };
+    const C = classes[s.code ?? ''];
+    return C ? new C(s.message, s.details) : new InternalError(s.message, s.details);
+  }
+  const err = new Error(s.message) as NodeJS.ErrnoException;
+  if (s.code) err.code = s.code;
+  return err;
+}
+
+/** The worker's side: one unpack at a time. */
+function runUnpackWorker(): void {
+  const port = parentPort!;
+  let job = -1;
+  let input: PassThrough | undefined;
+  port.on('message', (m: ToWorker) => {
+    if (m.t === 'start') {
+      job = m.job;
+      const inp = new PassThrough({ highWaterMark: 1 << 20 });
+      inp.on('error', () => undefined);
+      input = inp;
+      let tar: NodeJS.ReadableStream = inp;
+      if (m.gzip) {
+        const gunzip = gunzipStream();
+        inp.on('error', (err) => gunzip.destroy(err));
+        tar = inp.pipe(gunzip);
+      }
+      const digester = new Digester();
+      const hashing = hashingStream(digester);
+      tar.on('error', (err) => hashing.destroy(err));
+      const opts: ApplyOptions = m.preserveOwner === undefined ? {} : { preserveOwner: m.preserveOwner };
+      const post = (msg: FromWorker) => port.postMessage(msg);
+      applyTar(tar.pipe(hashing), m.target, opts).then(
+        (r) => post({ t: 'done', job: m.job, diffId: digester.digest(), size: r.size }),
+        (err: unknown) => post({ t: 'error', job: m.job, error: serializeError(err) }),
+      );
+      return;
+    }
+    if (m.job !== job || !input) return;
+    const inp = input;
+    if (m.t === 'data') {
+      const bytes = m.chunk.byteLength;
+      const ack = () => port.postMessage({ t: 'ack', job: m.job, bytes } satisfies FromWorker);
+      if (inp.destroyed) return ack();
+      inp.write(Buffer.from(m.chunk.buffer, m.chunk.byteOffset, bytes), () => ack());
+    } else if (m.t === 'end') {
+      if (!inp.destroyed) inp.end();
+    } else if (m.t === 'cancel') {
+      inp.destroy(new Error('cancelled'));
+    }
+  });
+}
+
+const idleWorkers: Worker[] = [];
+let jobCounter = 0;
+let idleTimer: NodeJS.Timeout | undefined;
+
+/** Ends the idle workers once none has been used for IDLE_MS. */
+function expireIdle(): void {
+  clearTimeout(idleTimer);
+  idleTimer = setTimeout(() => {
+    for (const w of idleWorkers.splice(0)) void w.terminate();
+  }, IDLE_MS);
+  idleTimer.unref();
+}
+
+function spawnWorker(): Worker {
+  return new Worker(new URL(import.meta.url), { workerData: { kind: WORKER_KIND } });
+}
+
+function takeWorker(): Worker {
+  const w = idleWorkers.pop() ?? spawnWorker();
+  w.removeAllListeners('exit');
+  w.removeAllListeners('error');
+  w.ref();
+  return w;
+}
+
+/** Parks a worker for reuse; one that dies while parked leaves the pool. */
+function park(w: Worker): void {
+  w.unref();
+  idleWorkers.push(w);
+  w.on('error', () => undefined); // it exits too
+  w.once('exit', () => {
+    const k = idleWorkers.indexOf(w);
+    if (k >= 0) idleWorkers.splice(k, 1);
+  });
+}
+
+function returnWorker(w: Worker): void {
+  w.removeAllListeners('message');
+  w.removeAllListeners('error');
+  w.removeAllListeners('exit');
+  if (idleWorkers.length < IDLE_WORKERS) park(w);
+  else void w.terminate();
+  expireIdle();
+}
+
+/** Starts workers ahead of a pull (loading the unpack code takes a few tens of milliseconds). */
+function prepareUnpackWorkers(n: number): void {
+  while (idleWorkers.length < Math.min(n, IDLE_WORKERS)) park(spawnWorker());
+  expireIdle();
+}
+
+/**
+ * Runs one unpack of a tar (gzip or not) into `target` on a worker; `result` settles once the worker has
+ * stopped writing into target, whatever happened.
+ */
+function workerUnpack(target: string, gzip: boolean, preserveOwner: boolean | undefined) {
+  const worker = takeWorker();
+  const job = ++jobCounter;
+  let inflight = 0;
+  let settled = false;
+  let wake: (() => void) | undefined;
+  const wakeUp = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const result = new Promise<{ diffId: Digest; size: number }>((resolve, reject) => {
+    const finish = (ok: boolean) => {
+      settled = true;
+      wakeUp();
+      if (ok) returnWorker(worker);
+      else {
+        worker.removeAllListeners('message');
+        void worker.terminate();
+      }
+    };
+    worker.on('message', (m: FromWorker) => {
+      if (m.job !== job) return;
+      if (m.t === 'ack') {
+        inflight -= m.bytes;
+        if (inflight <= WORKER_WINDOW) wakeUp();
+      } else if (m.t === 'done') {
+        finish(true);
+        resolve({ diffId: m.diffId, size: m.size });
+      } else {
+        finish(true);
+        reject(deserializeError(m.error));
+      }
+    });
+    worker.on('error', (err) => {
+      if (settled) return;
+      finish(false);
+      reject(new InternalError(`layer unpack worker failed: ${err.message}`));
+    });
+    worker.on('exit', (code) => {
+      if (settled) return;
+      finish(false);
+      reject(new InternalError(`layer unpack worker exited (${code})`));
+    });
+  });
+  result.catch(() => undefined);
+  worker.postMessage({ t: 'start', job, target, gzip, preserveOwner } satisfies ToWorker);
+  return {
+    result,
+    get settled() {
+      return settled;
+    },
+    async write(chunk: Buffer): Promise<void> {
+      if (settled) return;
+      // A copy of its own, handed over without another: the chunk itself may share memory with others.
+      const copy = new Uint8Array(chunk.length);
+      copy.set(chunk);
+      inflight += copy.length;
+      worker.postMessage({ t: 'data', job, chunk: copy } satisfies ToWorker, [copy.buffer]);
+      while (inflight > WORKER_WINDOW && !settled) await new Promise<void>((r) => (wake = r));
+    },
+    end(): void {
+      if (!settled) worker.postMessage({ t: 'end', job } satisfies ToWorker);
+    },
+    cancel(): void {
+      if (!settled) worker.postMessage({ t: 'cancel', job } satisfies ToWorker);
+    },
+  };
 }
 
 /** The store of unpacked layers. */
@@ -157,20 +411,144 @@ export class LayerStore {
     tar: NodeJS.ReadableStream,
     expectedDiffId?: Digest,
   ): Promise<LayerInfo> {
-    await fs.mkdir(this.dir, { recursive: true });
-    const tmp = join(this.dir, `.tmp-${Date.now()}-${randomBytes(6).toString('hex')}`);
-    await fs.mkdir(join(tmp, 'fs'), { recursive: true, mode: 0o755 });
+    const tmp = await this.makeTemp();
     try {
       const digester = new Digester();
       const hashing = hashingStream(digester);
       tar.on('error', (err) => hashing.destroy(err));
       const applied = await applyTar(tar.pipe(hashing), join(tmp, 'fs'), this.applyOptions);
-      const diffId = digester.digest();
+      return await this.commit(tmp, parent, digester.digest(), applied.size, expectedDiffId);
+    } catch (err) {
+      await fs.rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Unpacks a layer from its blob's bytes as they arrive (gzip or uncompressed; undefined for other
+   * compressions): in a worker thread, unless the store was given apply hooks, which only run here.
+   */
+  unpacker(
+    parent: Digest | undefined,
+    compression: string | undefined,
+    expectedDiffId?: Digest,
+  ): LayerUnpacker | undefined {
+    if (compression !== 'gzip' && compression !== 'none') return undefined;
+    const o = this.applyOptions;
+    if (o.whiteout || o.opaque || o.xattr) return this.localUnpacker(parent, compression, expectedDiffId);
+    const tmpP = this.makeTemp();
+    tmpP.catch(() => undefined);
+    let unpack: ReturnType<typeof workerUnpack> | undefined;
+    let failed: unknown;
+    const started = tmpP.then(
+      (tmp) => {
+        unpack = workerUnpack(join(tmp, 'fs'), compression === 'gzip', o.preserveOwner);
+      },
+      (err: unknown) => {
+        failed = err;
+      },
+    );
+    /** Waits for the worker to stop, then removes the temp directory. */
+    const discard = async () => {
+      await started;
+      if (unpack) await unpack.result.catch(() => undefined);
+      const tmp = await tmpP.catch(() => undefined);
+      if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+    };
+    let ended = false;
+    return {
+      write: async (chunk) => {
+        if (!unpack) await started;
+        if (unpack && !ended) await unpack.write(chunk);
+      },
+      end: async () => {
+        await started;
+        if (failed || !unpack) throw failed;
+        ended = true;
+        unpack.end();
+        const tmp = await tmpP;
+        try {
+          const r = await unpack.result;
+          return await this.commit(tmp, parent, r.diffId, r.size, expectedDiffId);
+        } catch (err) {
+          await discard();
+          throw err;
+        }
+      },
+      cancel: async () => {
+        await started;
+        ended = true;
+        unpack?.cancel();
+        await discard();
+      },
+    };
+  }
+
+  /** Starts the workers for `n` unpackers ahead of time (a pull does, while it fetches the config). */
+  prepareUnpackers(n: number): void {
+    const o = this.applyOptions;
+    if (!(o.whiteout || o.opaque || o.xattr)) prepareUnpackWorkers(n);
+  }
+
+  /** unpacker() on this thread. */
+  private localUnpacker(
+    parent: Digest | undefined,
+    compression: 'gzip' | 'none',
+    expectedDiffId?: Digest,
+  ): LayerUnpacker {
+    // Room for a few network chunks, so that the download does not wait on each one being unpacked.
+    const input = new PassThrough({ highWaterMark: 1 << 20 });
+    input.on('error', () => undefined);
+    let tar: NodeJS.ReadableStream = input;
+    if (compression === 'gzip') {
+      const gunzip = gunzipStream();
+      input.on('error', (err) => gunzip.destroy(err));
+      tar = input.pipe(gunzip);
+    }
+    let failed = false;
+    const done = this.apply(parent, tar, expectedDiffId).catch((err: unknown) => {
+      failed = true;
+      input.destroy();
+      throw err;
+    });
+    const settled = done.catch(() => undefined);
+    return {
+      async write(chunk) {
+        if (failed || input.destroyed) return;
+        if (!input.write(chunk)) await Promise.race([once(input, 'drain').catch(() => undefined), settled]);
+      },
+      async end() {
+        if (!failed && !input.destroyed) input.end();
+        return done;
+      },
+      async cancel() {
+        if (!input.writableEnded) input.destroy(new Error('cancelled'));
+        await settled;
+      },
+    };
+  }
+
+  private async makeTemp(): Promise<string> {
+    await fs.mkdir(this.dir, { recursive: true });
+    const tmp = join(this.dir, `.tmp-${Date.now()}-${randomBytes(6).toString('hex')}`);
+    await fs.mkdir(join(tmp, 'fs'), { recursive: true, mode: 0o755 });
+    return tmp;
+  }
+
+  /** Checks an unpacked layer's diff ID, records it and renames it into place (removes tmp on failure). */
+  private async commit(
+    tmp: string,
+    parent: Digest | undefined,
+    diffId: Digest,
+    size: number,
+    expectedDiffId: Digest | undefined,
+  ): Promise<LayerInfo> {
+    try {
       if (expectedDiffId && diffId !== expectedDiffId) {
         throw new InvalidArgumentError(`layer diff ID mismatch: expected ${expectedDiffId}, got ${diffId}`);
       }
       const chainId = parent ? sha256Digest(`${parent} ${diffId}`) : diffId;
-      const info: LayerInfo = { chainId, diffId, ...(parent ? { parent } : {}), size: applied.size };
+      const info: LayerInfo = { chainId, diffId, ...(parent ? { parent } : {}), size };
       await fs.writeFile(join(tmp, 'meta.json'), JSON.stringify(info));
       const final = join(this.dir, digestHex(chainId));
       try {
@@ -207,3 +585,5 @@ export class LayerStore {
       if (n.startsWith('.tmp-')) await fs.rm(join(this.dir, n), { recursive: true, force: true });
   }
 }
+
+if (!isMainThread && (workerData as { kind?: string } | null)?.kind === WORKER_KIND) runUnpackWorker();

@@ -4,13 +4,12 @@
  * resumed with Range), and unpack each layer as soon as it and the ones below it are in.
  */
 import { once } from 'node:events';
-import { PassThrough } from 'node:stream';
 import { shortId, sha256Digest, type Digest } from '../../core/digest.js';
 import { AbodeError, InternalError, InvalidArgumentError, UnavailableError } from '../../core/errors.js';
 import type { ProgressEvent } from '../../core/image.js';
 import { familiarString, referenceName, type Reference } from '../../core/reference.js';
 import type { ContentStore, ContentWriter } from '../content-store.js';
-import { gunzipStream, type LayerStore } from '../layers.js';
+import type { LayerStore, LayerUnpacker } from '../layers.js';
 import {
   hostPlatform,
   layerCompression,
@@ -191,30 +190,43 @@ export async function pullImage(
     );
   }
 
-  // Layers: download in parallel (bounded), unpack in order as they arrive.
+  // Layers: download in parallel (bounded), largest first (it takes longest to unpack), each unpacked
+  // as it arrives.
   const abort = new AbortController();
   const limit = Math.max(1, ctx.concurrency ?? 3);
+  const present = await Promise.all(manifest.layers.map((l) => ctx.content.has(l.digest)));
+  const missing = manifest.layers.filter((_, i) => !present[i]);
+  const bySize = [...missing].sort((a, b) => b.size - a.size);
+  ctx.layers.prepareUnpackers(Math.min(limit, missing.length));
   let active = 0;
-  const waiting: (() => void)[] = [];
-  const slot = async () => {
-    if (active >= limit) await new Promise<void>((r) => waiting.push(r));
-    active++;
+  const waiting: { size: number; go: () => void }[] = [];
+  const pump = () => {
+    while (active < limit && waiting.length) {
+      let best = 0;
+      for (let k = 1; k < waiting.length; k++) if (waiting[k]!.size > waiting[best]!.size) best = k;
+      active++;
+      waiting.splice(best, 1)[0]!.go();
+    }
+  };
+  const slot = (size: number) => {
+    const p = new Promise<void>((go) => waiting.push({ size, go }));
+    queueMicrotask(pump);
+    return p;
   };
   const release = () => {
     active--;
-    waiting.shift()?.();
+    pump();
   };
-  const downloads = manifest.layers.map(async (layer) => {
+  const downloads = manifest.layers.map(async (layer, i) => {
     const id = shortId(layer.digest);
-    if (await ctx.content.has(layer.digest)) return 'present' as const;
+    if (present[i]) return 'present' as const;
     onProgress({ id, status: 'Pulling fs layer' });
-    if (active >= limit) onProgress({ id, status: 'Waiting' });
-    await slot();
+    if (bySize.indexOf(layer) >= limit) onProgress({ id, status: 'Waiting' });
+    await slot(layer.size);
     try {
       if (abort.signal.aborted) throw new UnavailableError('cancelled');
       if (await ctx.content.has(layer.digest)) return 'present' as const;
       // Streamed unpack: the bytes go to the content store and, through gunzip, into the layer store at once.
-      const i = manifest.layers.indexOf(layer);
       const chain = chainOf(config.rootfs.diff_ids, i);
       const parent = i > 0 ? chainOf(config.rootfs.diff_ids, i - 1) : undefined;
       const stream = !(await ctx.layers.get(chain));
@@ -227,15 +239,9 @@ export async function pullImage(
         abort.signal,
         (cur) => onProgress({ id, status: 'Downloading', progress: { current: cur, total: layer.size } }),
         stream
-          ? () =>
-              unpackSink(
-                ctx.layers,
-                layer,
-                parent,
-                config.rootfs.diff_ids[i]!,
-                `layer ${layer.digest} of ${name}`,
-              )
+          ? () => ctx.layers.unpacker(parent, layerCompression(layer.mediaType), config.rootfs.diff_ids[i]!)
           : undefined,
+        `layer ${layer.digest} of ${name}`,
       );
       onProgress({ id, status: 'Verifying Checksum' });
       onProgress({ id, status: 'Download complete' });
@@ -356,7 +362,8 @@ async function downloadBlob(
   what: string,
   signal: AbortSignal,
   onBytes: (current: number) => void,
-  sinkFactory?: () => Sink | undefined,
+  sinkFactory?: () => LayerUnpacker | undefined,
+  unpackWhere = what,
 ): Promise<void> {
   const attempts = ctx.attempts ?? 5;
   let w: ContentWriter = await ctx.content.writer();
@@ -422,67 +429,20 @@ async function downloadBlob(
           : `${what}: ${(err as Error).message}`,
       );
     }
-    await sink?.end();
+    if (sink) {
+      try {
+        await sink.end();
+      } catch (err) {
+        sink = undefined; // end() has removed what it unpacked
+        throw withWhere(
+          err instanceof AbodeError ? err : new InternalError((err as Error)?.message ?? String(err)),
+          unpackWhere,
+        );
+      }
+    }
   } catch (err) {
     await w.abort();
     await sink?.cancel();
     throw err;
   }
-}
-
-/** Where a download's bytes also go: gunzip and the layer store, unpacking while the blob arrives. */
-interface Sink {
-  /** Resolves when the sink can take more (or has failed: its error comes out of end()). */
-  write(chunk: Buffer): Promise<void>;
-  /** Ends the input and waits for the layer to be committed (diff ID checked). */
-  end(): Promise<void>;
-  /** Abandons the unpack; its temp directory is removed. */
-  cancel(): Promise<void>;
-}
-
-function unpackSink(
-  layers: LayerStore,
-  desc: Descriptor,
-  parent: Digest | undefined,
-  diffId: Digest,
-  where: string,
-): Sink | undefined {
-  const compression = layerCompression(desc.mediaType);
-  if (compression !== 'gzip' && compression !== 'none') return undefined;
-  // Room for a few network chunks, so that the download does not wait on each one being unpacked.
-  const input = new PassThrough({ highWaterMark: 1 << 20 });
-  input.on('error', () => undefined);
-  let tar: NodeJS.ReadableStream = input;
-  if (compression === 'gzip') {
-    const gunzip = gunzipStream();
-    input.on('error', (err) => gunzip.destroy(err));
-    tar = input.pipe(gunzip);
-  }
-  let failed = false;
-  const done = layers.apply(parent, tar, diffId).then(
-    () => undefined,
-    (err: unknown) => {
-      failed = true;
-      input.destroy();
-      throw withWhere(
-        err instanceof AbodeError ? err : new InternalError((err as Error)?.message ?? String(err)),
-        where,
-      );
-    },
-  );
-  const settled = done.catch(() => undefined);
-  return {
-    async write(chunk) {
-      if (failed || input.destroyed) return;
-      if (!input.write(chunk)) await Promise.race([once(input, 'drain').catch(() => undefined), settled]);
-    },
-    async end() {
-      if (!failed && !input.destroyed) input.end();
-      await done;
-    },
-    async cancel() {
-      if (!input.writableEnded) input.destroy(new Error('cancelled'));
-      await settled;
-    },
-  };
 }
