@@ -132,6 +132,24 @@ static long long now_ms(void);
 /* How long a VM's agent gets to end its process and power off after a kill before QEMU is killed. */
 #define KILL_GRACE_MS 1500
 
+/*
+ * A VM whose root disk is thrown away after the exit (--rm: the START payload has "D=1"): once the
+ * agent's EXIT is in, nothing in the guest matters, so QEMU is killed at once rather than waiting for
+ * the guest to power off.
+ */
+static bool agent_discards_root(const struct monitor *m) {
+  if (m->spec->agent != 1)
+    return false;
+  const char *p = (const char *)m->spec->agent_start, *end = p + m->spec->agent_start_len;
+  while (p < end) {
+    size_t n = strnlen(p, (size_t)(end - p));
+    if (n == 3 && memcmp(p, "D=1", 3) == 0)
+      return true;
+    p += n + 1;
+  }
+  return false;
+}
+
 static void agent_queue(struct monitor *m, int type, uint16_t session, const void *data, size_t len) {
   unsigned char h[AGENT_HEADER];
   agent_header(h, type, session, (uint32_t)len);
@@ -224,7 +242,7 @@ static void agent_frame(struct monitor *m, int type, uint16_t sid, const char *d
           close(m->in_fd);
         m->in_fd = -1;
       }
-      long long linger = now_ms() + 3000;
+      long long linger = now_ms() + (agent_discards_root(m) ? 0 : 3000);
       if (!m->kill_at || m->kill_at > linger)
         m->kill_at = linger;
     }
@@ -449,7 +467,8 @@ static int dispatch(struct monitor *m, struct client *c, const char *extra, size
     int nlen = snprintf(num, sizeof num, "%d", a);
     if (m->state == STATE_EXITED)
       reply(c, "error process has exited\n");
-    else if (m->spec->agent == 1 && a == SIGKILL && m->state == STATE_RUNNING && !m->guest_exited) {
+    else if (m->spec->agent == 1 && a == SIGKILL && m->state == STATE_RUNNING && !m->guest_exited &&
+             !agent_discards_root(m)) {
       /* A VM's kill: the agent kills the process, syncs and powers off; QEMU is killed after a grace. */
       agent_queue(m, AF_SIGNAL, 0, num, (size_t)nlen);
       long long grace = now_ms() + KILL_GRACE_MS;

@@ -41,6 +41,10 @@ struct session {
 
 extern struct session sessions[MAX_SESSIONS];
 
+/* Set by session 0's START ("D=1"): the host throws the root disk away after the exit (--rm), so
+ * powering off needs no sync. */
+extern bool discard_root;
+
 struct session *session_find(uint16_t id);
 /* Starts a session's process from a START payload; reports STARTED or ERROR+EXIT itself. */
 void session_start(uint16_t id, const char *payload, size_t len, const char *root_error);

@@ -46,10 +46,18 @@ void send_frame(int type, uint16_t session, const void *data, size_t len) {
   }
 }
 
+/*
+ * Ends the machine. A kept root disk is made clean first: remounting it read-only syncs it (one flush
+ * to the host); if a killed process still holds a file open for writing, the remount fails and sync()
+ * does the flushing. A disk the host throws away (--rm) needs none of that: the shim has the EXIT and
+ * ends QEMU itself, and this is the fallback.
+ */
 static _Noreturn void power_off(void) {
-  kill(-1, SIGKILL);
-  sync();
-  mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL);
+  if (!discard_root) {
+    kill(-1, SIGKILL);
+    if (mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL) < 0)
+      sync();
+  }
   reboot(RB_POWER_OFF);
   reboot(RB_AUTOBOOT); /* -no-reboot makes QEMU exit on a reset too */
   for (;;)

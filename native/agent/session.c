@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 struct session sessions[MAX_SESSIONS];
+bool discard_root;
 
 #define MAX_LIST 1024
 
@@ -32,7 +33,7 @@ struct proc_spec {
   const char *cwd, *hostname;
   uid_t uid;
   gid_t gid;
-  bool terminal, open_stdin, read_only;
+  bool terminal, open_stdin, read_only, discard;
   unsigned short rows, cols;
   char *mounts[32]; /* "<tag> <ro|rw> <path>" */
   size_t nmounts;
@@ -100,6 +101,9 @@ static void parse_spec(char *payload, size_t len, struct proc_spec *p) {
       break;
     case 'R':
       p->read_only = v[0] == '1';
+      break;
+    case 'D':
+      p->discard = v[0] == '1';
       break;
     case 'm':
       if (p->nmounts < sizeof p->mounts / sizeof p->mounts[0])
@@ -252,6 +256,8 @@ void session_start(uint16_t id, const char *payload, size_t len, const char *roo
     start_failed(id, "spec", EINVAL, "no command");
     return;
   }
+  if (id == 0)
+    discard_root = p.discard;
   if (id == 0 && p.hostname && p.hostname[0]) {
     if (sethostname(p.hostname, strlen(p.hostname)) < 0)
       logf_console("sethostname: %s", strerror(errno));

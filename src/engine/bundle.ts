@@ -185,6 +185,7 @@ export function buildSpec(inputs: BundleInputs): OciSpec {
       'org.abode.init': String(options.init),
       'org.abode.open-stdin': String(options.openStdin),
       'org.abode.isolation': options.isolation,
+      ...(options.autoRemove ? { 'org.abode.auto-remove': 'true' } : {}),
       ...(options.kernel ? { 'org.abode.kernel': options.kernel } : {}),
     },
     linux: {

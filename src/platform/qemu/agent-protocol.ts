@@ -18,6 +18,8 @@ export interface AgentProcess {
   readOnly?: boolean;
   /** Main process only: virtio-fs shares to mount before the process starts. */
   mounts?: AgentMount[];
+  /** Main process only: the root disk is thrown away after the exit (--rm), so power-off skips the sync and the shim kills QEMU at the EXIT. */
+  discardRoot?: boolean;
 }
 
 /** A host directory shared over virtio-fs under `tag`, mounted at `destination` in the guest. */
@@ -42,6 +44,7 @@ export function encodeAgentStart(p: AgentProcess): Buffer {
     ...(p.rows ? [`r=${p.rows}`] : []),
     ...(p.cols ? [`w=${p.cols}`] : []),
     ...(p.readOnly ? ['R=1'] : []),
+    ...(p.discardRoot ? ['D=1'] : []),
     ...(p.mounts ?? []).map((m) => `m=${m.tag} ${m.readOnly ? 'ro' : 'rw'} ${m.destination}`),
   ];
   const bad = entries.filter((e) => e.includes('\0'));

@@ -12,12 +12,21 @@ export interface VmMachine {
   cmdline: string;
   /** The root disk (qcow2), absent for a disk-less VM (benchmarks). */
   disk?: string;
+  /** The disk is thrown away after the run (--rm): the guest's flushes need not reach the host's disk (cache=unsafe). */
+  diskDisposable?: boolean;
   /** The serial console's file. */
   consolePath: string;
   qmpSocket?: string;
   /** virtio-fs shares: each a vhost-user socket served by a virtiofsd (needs guest RAM QEMU can share). */
   shares?: { tag: string; socket: string }[];
 }
+
+/**
+ * TCG's translation cache in MiB, resident in full once the guest has booted (QEMU asks for huge
+ * pages). Booting the cloud kernel to the agent's READY takes as long with 16 as with 32 (measured:
+ * 1.34 s against 1.42 s, interleaved); with 8 the cache thrashes (+0.28 s).
+ */
+export const TCG_CACHE_MIB = 16;
 
 /** The least guest RAM the cloud kernel and the agent boot in (below it the guest runs out of memory at boot). */
 export const MIN_GUEST_MIB = 128;
@@ -67,7 +76,7 @@ export function qemuArgs(m: VmMachine): string[] {
   const args = [
     '-M',
     machine.join(','),
-    ...(m.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,tb-size=32']),
+    ...(m.accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', `tcg,tb-size=${TCG_CACHE_MIB}`]),
     '-m',
     `${m.memoryMiB}`,
     '-smp',
@@ -109,7 +118,7 @@ export function qemuArgs(m: VmMachine): string[] {
   if (m.disk) {
     args.push(
       '-drive',
-      `id=root,file=${m.disk},format=qcow2,if=none,discard=unmap`,
+      `id=root,file=${m.disk},format=qcow2,if=none,discard=unmap${m.diskDisposable ? ',cache=unsafe' : ''}`,
       '-device',
       'virtio-blk-device,drive=root',
     );

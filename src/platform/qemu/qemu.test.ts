@@ -97,7 +97,7 @@ describe('QEMU arguments', () => {
     const args = qemuArgs({ ...base, accel: 'tcg' });
     const joined = args.join(' ');
     assert.match(joined, /-M microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on/);
-    assert.match(joined, /-accel tcg,tb-size=32/);
+    assert.match(joined, /-accel tcg,tb-size=16/);
     assert.doesNotMatch(joined, /pit=off|pic=off|-cpu host/);
     for (const flag of ['-nodefaults', '-no-user-config', '-nographic', '-no-reboot'])
       assert.ok(args.includes(flag));
@@ -178,6 +178,42 @@ describe('run options for the guest', () => {
     assert.ok(entries.includes('R=1'));
     assert.ok(entries.includes('m=abode0 ro /my data'));
     assert.ok(!encodeAgentStart(p).toString().includes('R=1'));
+  });
+
+  it('--rm: the agent and the shim learn that the disk is thrown away; QEMU need not flush it', () => {
+    const p = {
+      args: ['true'],
+      env: [],
+      cwd: '/',
+      uid: 0,
+      gid: 0,
+      additionalGids: [],
+      terminal: false,
+      openStdin: false,
+    };
+    assert.ok(
+      encodeAgentStart({ ...p, discardRoot: true })
+        .toString()
+        .split('\0')
+        .includes('D=1'),
+    );
+    assert.ok(!encodeAgentStart(p).toString().includes('D=1'));
+    const m = {
+      qemu: 'q',
+      accel: 'tcg' as const,
+      memoryMiB: 256,
+      cpus: 1,
+      kernel: 'k',
+      initrd: 'i',
+      cmdline: '',
+      consolePath: 'c',
+      disk: '/d.qcow2',
+    };
+    assert.match(
+      qemuArgs({ ...m, diskDisposable: true }).join(' '),
+      /file=\/d.qcow2,format=qcow2,if=none,discard=unmap,cache=unsafe/,
+    );
+    assert.doesNotMatch(qemuArgs(m).join(' '), /cache=unsafe/);
   });
 
   it('shares need shared guest RAM and modern virtio-mmio', () => {

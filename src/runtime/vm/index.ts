@@ -49,6 +49,8 @@ export interface VmRuntimeOptions {
 
 /** The OCI annotation that carries `--kernel` to the runtime. */
 export const KERNEL_ANNOTATION = 'org.abode.kernel';
+/** The OCI annotation that says the instance is removed when it exits (--rm): its disk is thrown away. */
+export const AUTO_REMOVE_ANNOTATION = 'org.abode.auto-remove';
 
 /** Bind mounts the engine adds for every instance; a VM writes these files itself. */
 const ENGINE_FILES = new Set(['/etc/resolv.conf', '/etc/hostname', '/etc/hosts']);
@@ -128,6 +130,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     const cgroup = await this.options.cgroups.create(cgroupPath, hostResources(spec.linux.resources));
     const consolePath = join(runDir, 'console.log');
     const qmpSocket = join(runDir, 'qmp.sock');
+    const discardRoot = spec.annotations?.[AUTO_REMOVE_ANNOTATION] === 'true';
     const sharePids: number[] = [];
     try {
       const shares: Share[] = volumes.map((v, i) => ({
@@ -154,6 +157,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
         initrd,
         cmdline: kernelCmdline({ tscKhz: await hostTscKhz() }),
         disk: diskPath,
+        diskDisposable: discardRoot,
         consolePath,
         qmpSocket,
         shares: shares.map((share) => ({ tag: share.tag, socket: share.socket })),
@@ -172,6 +176,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
           hostname: spec.hostname ?? '',
           readOnly: spec.root.readonly ?? false,
           mounts,
+          discardRoot,
         }),
         bootTimeoutMs: this.options.bootTimeoutMs ?? 60_000,
       });
