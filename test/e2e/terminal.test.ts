@@ -43,8 +43,13 @@ test('-it gives the process a real terminal that follows resizes, and the exit c
   await until(() => /^30 100\s*$/m.test(screen()), 'stty size 30 100');
   assert.match(screen(), /\/dev\/pts\/0/);
   tmux('resize-window', '-t', session, '-x', '120', '-y', '40');
-  tmux('send-keys', '-t', session, 'stty size', 'Enter');
-  await until(() => /^40 120\s*$/m.test(screen()), 'stty size 40 120 after the resize');
+  // The resize travels CLI → daemon → monitor while the shell waits: ask until the new size shows.
+  let asked = 0;
+  await until(() => {
+    if (/^40 120\s*$/m.test(screen())) return true;
+    if (asked++ % 5 === 0) tmux('send-keys', '-t', session, 'stty size', 'Enter');
+    return false;
+  }, 'stty size 40 120 after the resize');
   tmux('send-keys', '-t', session, 'exit 6', 'Enter');
   await until(() => /exit=6/.test(screen()), 'the exit code');
 });
