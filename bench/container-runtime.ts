@@ -68,6 +68,7 @@ export async function containerRuntime(fx: Fixture): Promise<RuntimeResult> {
     { name: 'abode ContainerRuntime', run: abode },
     { name: 'runc run', run: runc },
   ]);
+  await runtime.close();
   await rm(bundles, { recursive: true, force: true });
   const a = median(samples.get('abode ContainerRuntime')!);
   const r = median(samples.get('runc run')!);

@@ -74,9 +74,12 @@ export async function monitorMemory(fx: Fixture): Promise<MemoryResult> {
   try {
     for (let i = 0; i < INSTANCES; i++) ids.push(fx.cli(['run', '-d', 'busybox', 'sleep', '600']).trim());
     await settle();
-    const shims = findProcesses(
-      (argv) => argv[0]?.endsWith('abode-shim') === true && argv[1]?.startsWith(runRoot) === true,
-    );
+    // Each instance's monitor is its process's parent (a standby monitor's command line names no root).
+    const shims = ids.map((id) => {
+      const pid = fx.cli(['inspect', '--format', '{{.State.Pid}}', id]).trim();
+      return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+    });
+    void runRoot;
     if (shims.length !== INSTANCES)
       throw new Error(`found ${shims.length} abode-shim processes, want ${INSTANCES}`);
     abode = summary('abode-shim', shims.map(memoryOf));
