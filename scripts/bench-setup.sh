@@ -10,21 +10,8 @@ say() { printf 'abode bench setup: %s\n' "$*" >&2; }
 
 # podman with runc as its runtime; as root with --network none it needs neither fuse-overlayfs nor slirp4netns.
 packages=(podman runc procps skopeo umoci docker-registry)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" -ne 0 ]; then
-    say "missing Debian packages: ${missing[*]}; run as root or: apt-get install ${missing[*]}"
-    exit 1
-  fi
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-    apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-  }
-fi
+. "$here/scripts/debian-packages.sh"
+ensure_debian_packages "${packages[@]}"
 
 # abode itself, built as the ./abode launcher builds it (scripts/bootstrap.sh also compiles bench/), so
 # that the launcher does not rebuild while it is being timed.

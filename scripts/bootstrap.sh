@@ -7,19 +7,8 @@ say() { printf 'abode setup: %s\n' "$*" >&2; }
 
 # Debian packages: the C toolchain, tools the runtime calls, and the peers tests and benchmarks compare with.
 packages=(gcc make libc6-dev procps iproute2 attr e2fsprogs runc docker-registry skopeo apache2-utils qemu-system-x86 qemu-utils tmux cpio debootstrap umoci buildah podman zstd libcap2-bin)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" -ne 0 ]; then
-    say "missing Debian packages: ${missing[*]}; run as root or: apt-get install ${missing[*]}"
-    exit 1
-  fi
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${missing[@]}" >/dev/null; }
-fi
+. "$here/scripts/debian-packages.sh"
+ensure_debian_packages "${packages[@]}"
 
 if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies"
