@@ -324,32 +324,10 @@ export class LocalImageService implements ImageService, LayerCommitter {
     const entry: History = { created, created_by: opts.createdBy };
     if (opts.comment) entry.comment = opts.comment;
     if (layer) {
-      const input = await decompressed(layer);
-      const writer = await this.o.content.writer();
-      try {
-        const gzip = createGzip();
-        gzip.pipe(writer.stream);
-        const tee = new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            if (gzip.write(chunk)) cb(null, chunk);
-            else gzip.once('drain', () => cb(null, chunk));
-          },
-          flush(cb) {
-            gzip.end();
-            cb();
-          },
-        });
-        input.on('error', (err) => tee.destroy(err));
-        const parentChain = diffIds.length ? chainIds(diffIds)[diffIds.length - 1] : undefined;
-        const applied = await this.o.layers.apply(parentChain, input.pipe(tee));
-        await finished(writer.stream);
-        const blob = await writer.commit();
-        layers.push({ mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size });
-        diffIds.push(applied.diffId);
-      } catch (err) {
-        await writer.abort();
-        throw err;
-      }
+      const parentChain = diffIds.length ? chainIds(diffIds)[diffIds.length - 1] : undefined;
+      const { blob, diffId } = await this.ingestLayer(layer, parentChain);
+      layers.push({ mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size });
+      diffIds.push(diffId);
     } else entry.empty_layer = true;
     history.push(entry);
     let platform: { architecture: string; os: string; variant?: string } = hostPlatform();
@@ -435,10 +413,37 @@ export class LocalImageService implements ImageService, LayerCommitter {
       if (target.digest) throw new InvalidArgumentError('refusing to create a tag with a digest reference');
     }
     const baseConfig = applyChanges({}, opts.changes ?? []); // reject bad changes before reading the stream
+    const { blob, diffId } = await this.ingestLayer(tar, undefined);
+    const now = new Date().toISOString();
+    const plat = hostPlatform();
+    const history: History = { created: now, created_by: 'abode import' };
+    if (opts.message) history.comment = opts.message;
+    const id = await this.commit({
+      layers: [{ mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size }],
+      config: {
+        created: now,
+        architecture: plat.architecture,
+        os: plat.os,
+        config: baseConfig as ImageConfigDocument['config'],
+        rootfs: { type: 'layers', diff_ids: [diffId] },
+        history: [history],
+      },
+      refs: target ? [formatReference(target)] : [],
+    });
+    return this.toRecord(await this.o.store.read(), id);
+  }
+
+  /**
+   * One pass over a layer tar (plain or compressed): it is unpacked onto `parentChain` (and hashed for its
+   * diff ID) while a gzip copy goes into the content store; nothing is committed if either fails.
+   */
+  private async ingestLayer(
+    tar: NodeJS.ReadableStream,
+    parentChain: Digest | undefined,
+  ): Promise<{ blob: { digest: Digest; size: number }; diffId: Digest }> {
     const input = await decompressed(tar);
     const writer = await this.o.content.writer();
     try {
-      // One pass: the uncompressed tar is unpacked (and hashed for its diff ID) while a gzip copy is ingested.
       const gzip = createGzip();
       gzip.pipe(writer.stream);
       const tee = new Transform({
@@ -452,26 +457,10 @@ export class LocalImageService implements ImageService, LayerCommitter {
         },
       });
       input.on('error', (err) => tee.destroy(err));
-      const layer = await this.o.layers.apply(undefined, input.pipe(tee));
+      const applied = await this.o.layers.apply(parentChain, input.pipe(tee));
       await finished(writer.stream);
       const blob = await writer.commit();
-      const now = new Date().toISOString();
-      const plat = hostPlatform();
-      const history: History = { created: now, created_by: 'abode import' };
-      if (opts.message) history.comment = opts.message;
-      const id = await this.commit({
-        layers: [{ mediaType: MediaType.OciLayerGzip, digest: blob.digest, size: blob.size }],
-        config: {
-          created: now,
-          architecture: plat.architecture,
-          os: plat.os,
-          config: baseConfig as ImageConfigDocument['config'],
-          rootfs: { type: 'layers', diff_ids: [layer.diffId] },
-          history: [history],
-        },
-        refs: target ? [formatReference(target)] : [],
-      });
-      return this.toRecord(await this.o.store.read(), id);
+      return { blob, diffId: applied.diffId };
     } catch (err) {
       await writer.abort();
       throw err;
