@@ -8,22 +8,19 @@
  * Known limit: resolution is done in user space, so a process inside a running instance that swaps a
  * directory for a symlink between resolution and use can still race us (as docker's own cp could).
  */
-import { execFile } from 'node:child_process';
 import { statfsSync, type Stats } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readlink, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import { create as createTar, type ReadEntry, type WriteEntry } from 'tar';
 import type { Mount } from '../core/image.js';
 import type { InstanceRecord } from '../core/instance.js';
 import { AbodeError, ConflictError, InvalidArgumentError, NotFoundError } from '../core/errors.js';
 import type { Engine } from './engine.js';
+import { mountAll, unmountAll } from './mounts.js';
 import { extractSafely, rebase, safeEntryPath } from '../core/archive/extract.js';
 
 export { safeEntryPath };
-
-const run = promisify(execFile);
 
 /** What `HEAD /archive` answers (X-Abode-Path-Stat, like docker's X-Docker-Container-Path-Stat). */
 export interface PathStat {
@@ -107,25 +104,6 @@ function internals(engine: Engine) {
   return { ...engine.parts, locked: <T>(id: string, work: () => Promise<T>) => engine.locked(id, work) };
 }
 
-async function mountAll(mounts: Mount[], target: string): Promise<void> {
-  for (const m of mounts) {
-    const opts = m.options.join(',');
-    const args =
-      m.type === 'bind'
-        ? ['-o', opts || 'rbind', m.source, target]
-        : ['-t', m.type, '-o', opts, m.source, target];
-    await run('mount', args);
-  }
-}
-
-async function unmount(target: string): Promise<void> {
-  try {
-    await run('umount', ['-R', target]);
-  } catch {
-    await run('umount', ['-R', '-l', target]).catch(() => undefined);
-  }
-}
-
 /**
  * Runs `work` with the instance's root file system at a host path: `/proc/<pid>/root` while it
  * runs, else its snapshot mounted on a private temporary directory (unmounted and removed after).
@@ -171,7 +149,7 @@ export async function withInstanceRoot<T>(
       await mountAll(mounts, target);
       return await work(target);
     } finally {
-      await unmount(target);
+      await unmountAll(target);
       // rmdir, not rm -r: if the unmount failed, never delete through a mounted tree.
       await rmdir(target).catch(() => undefined);
       if (scratch) await deps.snapshotter.remove(scratch).catch(() => undefined);

@@ -11,6 +11,7 @@ import type { Command } from '../args.js';
 import { IgnoreMatcher, parseDockerignore } from '../../core/build/dockerignore.js';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { connectDaemon } from '../context.js';
+import { humanSize } from '../format/units.js';
 import { readJsonLines } from '../../client/json-lines.js';
 import { collect } from '../options.js';
 
@@ -104,18 +105,6 @@ export async function contextTar(entries: Entry[]): Promise<{ stream: Readable; 
     yield Buffer.alloc(1024);
   }
   return { stream: Readable.from(gen(), { objectMode: false }), size };
-}
-
-/** go-units HumanSize as docker prints the context size (`2.048kB`). */
-function humanSize(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${Number(v.toPrecision(4))}${units[i]}`;
 }
 
 /** Reads the daemon's JSON lines: output to `onText`, then the result (or the error, thrown). */

@@ -11,6 +11,7 @@ import { create as createTar, type WriteEntry } from 'tar';
 import { AbodeError } from '../../core/errors.js';
 import { DaemonUnreachableError, type Client } from '../../client/client.js';
 import { connectDaemon } from '../context.js';
+import { humanSize } from '../format/units.js';
 import { extractSafely, rebase } from '../../core/archive/extract.js';
 
 type Run = (work: () => Promise<number>) => void;
@@ -92,18 +93,6 @@ async function localStat(path: string, follow: boolean): Promise<Stats | undefin
   }
 }
 
-function humanBytes(n: number): string {
-  if (n < 1000) return `${n}B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let value = n;
-  let unit = -1;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)}${units[unit]}`;
-}
-
 function counted(stream: Readable, onBytes: (n: number) => void): Readable {
   stream.on('data', (chunk: Buffer) => onBytes(chunk.length));
   return stream;
@@ -165,7 +154,7 @@ async function copyOut(
     },
   );
   if (!flags.quiet && process.stderr.isTTY)
-    process.stderr.write(`Successfully copied ${humanBytes(bytes)} to ${dest}\n`);
+    process.stderr.write(`Successfully copied ${humanSize(bytes)} to ${dest}\n`);
   return 0;
 }
 
@@ -232,7 +221,7 @@ async function copyIn(
     bodyStream: counted(pack, (n) => (bytes += n)),
   });
   if (!flags.quiet && process.stderr.isTTY)
-    process.stderr.write(`Successfully copied ${humanBytes(bytes)} to ${ref}:${destPath}\n`);
+    process.stderr.write(`Successfully copied ${humanSize(bytes)} to ${ref}:${destPath}\n`);
   return 0;
 }
 

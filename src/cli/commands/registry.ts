@@ -9,21 +9,10 @@ import type { Client } from '../../client/client.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import type { ProgressEvent } from '../../core/image.js';
 import { connectDaemon } from '../context.js';
+import { humanSize } from '../format/units.js';
 import { readJsonLines } from '../../client/json-lines.js';
 
 type Run = (work: () => Promise<number>) => void;
-
-/** go-units HumanSize: decimal units, 4 significant digits (`12.35MB`). */
-export function humanBytes(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${Number(v.toPrecision(4))}${units[i]}`;
-}
 
 /** docker's progress text: `Downloading [=====>     ]  12.35MB/45.6MB`. */
 export function progressText(e: ProgressEvent, width = 50): string {
@@ -31,7 +20,7 @@ export function progressText(e: ProgressEvent, width = 50): string {
   const { current, total } = e.progress;
   const filled = Math.min(width, Math.floor((current / total) * width));
   const bar = filled > 0 ? `${'='.repeat(filled - 1)}${filled < width ? '>' : '='}` : '';
-  return `${e.status} [${bar.padEnd(width)}]  ${humanBytes(current)}/${humanBytes(total)}`;
+  return `${e.status} [${bar.padEnd(width)}]  ${humanSize(current)}/${humanSize(total)}`;
 }
 
 /** Renders progress events: in place on a terminal, plain lines otherwise. */

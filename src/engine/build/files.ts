@@ -3,41 +3,17 @@
  * hashing them for the cache, and copying them into a mounted root without leaving it (every
  * destination path is resolved inside the root, as docker cp does).
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs, type Stats } from 'node:fs';
 import { basename, join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import { extract as extractTar } from 'tar';
-import type { Mount } from '../../core/image.js';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import type { SourceFile } from '../../core/build/cache-key.js';
 import { cleanPath, globRegExp, type IgnoreMatcher } from '../../core/build/dockerignore.js';
 import { resolveInRoot } from '../archive.js';
 
-const run = promisify(execFile);
-
-/** Mounts a snapshot's mounts on `target`. */
-export async function mountAll(mounts: Mount[], target: string): Promise<void> {
-  for (const m of mounts) {
-    const opts = m.options.join(',');
-    const args =
-      m.type === 'bind'
-        ? ['-o', opts || 'rbind', m.source, target]
-        : ['-t', m.type, '-o', opts, m.source, target];
-    await run('mount', args);
-  }
-}
-
-/** Unmounts everything at `target` (lazily if busy). */
-export async function unmountAll(target: string): Promise<void> {
-  try {
-    await run('umount', ['-R', target]);
-  } catch {
-    await run('umount', ['-R', '-l', target]).catch(() => undefined);
-  }
-}
+export { mountAll, unmountAll } from '../mounts.js';
 
 /** One source of a COPY/ADD: where it is on the host and how it is named relative to its root. */
 export interface Source {
