@@ -55,10 +55,13 @@ function acquireLock(dir: string): boolean {
   return false;
 }
 
+/** Whether `pid` is a running abode daemon: a killed one may linger as a zombie until init reaps it. */
 function processAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (state === 'Z' || state === 'X') return false;
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('daemon/main.js');
   } catch {
     return false;
   }
