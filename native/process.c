@@ -132,17 +132,24 @@ static const char *env_get(char **env, const char *name) {
   return NULL;
 }
 
+/* An exec failure whose message is already docker's whole sentence (no strerror appended). */
+static int exec_error(struct error *err, int errnum, const char *name, const char *what) {
+  fail(err, 0, "exec", name, "exec: \"%s\": %s", name, what);
+  err->errnum = errnum;
+  return -1;
+}
+
 /* Resolves args[0] against PATH like execvp; ENOENT / EACCES as docker reports them. */
 static int resolve_exe(const struct shim_spec *s, char *out, size_t n, struct error *err) {
   const char *name = s->args[0];
   struct stat st;
   if (name[0] == 0)
-    return fail(err, ENOENT, "exec", name, "exec: \"\": executable file not found in $PATH");
+    return exec_error(err, ENOENT, name, "executable file not found in $PATH");
   if (strchr(name, '/')) {
     if (stat(name, &st) < 0)
       return fail(err, errno, "exec", name, "exec: \"%s\": stat %s", name, name);
     if (S_ISDIR(st.st_mode) || access(name, X_OK) < 0)
-      return fail(err, EACCES, "exec", name, "exec: \"%s\": permission denied", name);
+      return exec_error(err, EACCES, name, "permission denied");
     snprintf(out, n, "%s", name);
     return 0;
   }
@@ -164,8 +171,8 @@ static int resolve_exe(const struct shim_spec *s, char *out, size_t n, struct er
     path = end + 1;
   }
   if (denied)
-    return fail(err, EACCES, "exec", name, "exec: \"%s\": permission denied", name);
-  return fail(err, ENOENT, "exec", name, "exec: \"%s\": executable file not found in $PATH", name);
+    return exec_error(err, EACCES, name, "permission denied");
+  return exec_error(err, ENOENT, name, "executable file not found in $PATH");
 }
 
 /* mkdir -p, ignoring failures: chdir reports what matters. */
