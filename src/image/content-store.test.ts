@@ -78,3 +78,47 @@ test('an aborted writer leaves nothing; missing blobs are NotFound; delete is id
   await cs.delete(d);
   assert.equal(await cs.has(d), false);
 });
+
+test('an ingest written elsewhere commits what its writer measured, once verified', async () => {
+  const cs = await store();
+  const data = Buffer.from('written by a layer worker');
+  const measured = { digest: sha256Digest(data), size: data.length };
+  const ing = await cs.ingest();
+  assert.equal(await cs.has(measured.digest), false);
+  await fs.writeFile(ing.path, data);
+  assert.equal(await cs.has(measured.digest), false, 'present only once committed');
+  assert.deepEqual(await ing.commit(measured, measured), measured);
+  assert.deepEqual(await cs.read(measured.digest), data);
+  assert.deepEqual(await files(join(cs.root, 'content/ingest')), []);
+  await assert.rejects(ing.commit(measured), /already finished/);
+});
+
+test('an ingest whose measure is not the expected one, or not the file, commits nothing', async () => {
+  const cs = await store();
+  const data = Buffer.from('bytes');
+  const measured = { digest: sha256Digest(data), size: data.length };
+  const cases = [
+    { expected: { digest: sha256Digest('other') }, error: /digest mismatch/ },
+    { expected: { size: 4 }, error: /size mismatch/ },
+    // The writer's measure must match what reached the file.
+    { measured: { ...measured, size: 6 }, error: /6 bytes measured, 5 in the file/ },
+    { measured: { ...measured, digest: 'sha256:../../x' }, error: /not a digest/ },
+  ];
+  for (const c of cases) {
+    const ing = await cs.ingest();
+    await fs.writeFile(ing.path, data);
+    await assert.rejects(ing.commit((c.measured ?? measured) as typeof measured, c.expected), c.error);
+    assert.deepEqual(await cs.list(), []);
+    assert.deepEqual(await files(join(cs.root, 'content/ingest')), []);
+  }
+});
+
+test('an aborted ingest leaves nothing', async () => {
+  const cs = await store();
+  const ing = await cs.ingest();
+  await fs.writeFile(ing.path, 'partial');
+  await ing.abort();
+  await ing.abort();
+  assert.deepEqual(await files(join(cs.root, 'content/ingest')), []);
+  assert.deepEqual(await cs.list(), []);
+});

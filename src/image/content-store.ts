@@ -29,6 +29,40 @@ export interface ContentWriter {
   abort(): Promise<void>;
 }
 
+/**
+ * An ingest whose bytes another writer puts into `path` and measures as it writes (a layer worker, which
+ * already reads every byte): the store checks what it measured and commits it as a writer's commit would.
+ */
+export interface ExternalIngest {
+  /** The temp file (created empty) for the writer to fill; it must not create, rename or remove it. */
+  readonly path: string;
+  /**
+   * Checks `measured` (what the writer wrote, its file closed) against `expected` and against the file's
+   * size, syncs the file and renames it into place; the temp file is removed on any failure.
+   */
+  commit(measured: BlobInfo, expected?: Expected): Promise<BlobInfo>;
+  /** Drops the temp file; safe to call after commit or twice. */
+  abort(): Promise<void>;
+}
+
+/** Rejects a blob that is not what was expected. */
+function verify(got: BlobInfo, expected: Expected): void {
+  if (expected.digest && expected.digest !== got.digest) {
+    throw new InvalidArgumentError(
+      `content digest mismatch: expected ${expected.digest}, got ${got.digest}`,
+      {
+        expected: expected.digest,
+        actual: got.digest,
+      },
+    );
+  }
+  if (expected.size !== undefined && expected.size !== got.size) {
+    throw new InvalidArgumentError(
+      `content size mismatch for ${got.digest}: expected ${expected.size}, got ${got.size}`,
+    );
+  }
+}
+
 /** Blobs by sha256 digest; a bad byte or a crash never leaves a partial blob that counts as present. */
 export class ContentStore {
   private readonly blobsDir: string;
@@ -80,7 +114,7 @@ export class ContentStore {
   async writer(): Promise<ContentWriter> {
     await fs.mkdir(this.ingestDir, { recursive: true });
     await fs.mkdir(this.blobsDir, { recursive: true });
-    const tmp = join(this.ingestDir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
+    const tmp = this.ingestPath();
     const file = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
     const digester = new Digester();
     let done = false;
@@ -126,27 +160,8 @@ export class ContentStore {
         if (failure) throw failure;
         const digest = digester.digest();
         const size = digester.size;
-        if (expected.digest && expected.digest !== digest) {
-          throw new InvalidArgumentError(
-            `content digest mismatch: expected ${expected.digest}, got ${digest}`,
-            {
-              expected: expected.digest,
-              actual: digest,
-            },
-          );
-        }
-        if (expected.size !== undefined && expected.size !== size) {
-          throw new InvalidArgumentError(
-            `content size mismatch for ${digest}: expected ${expected.size}, got ${size}`,
-          );
-        }
-        const fh = await fs.open(tmp, 'r');
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-        await fs.rename(tmp, this.blobPath(digest));
+        verify({ digest, size }, expected);
+        await this.place(tmp, digest);
         done = true;
         return { digest, size };
       } catch (err) {
@@ -155,6 +170,60 @@ export class ContentStore {
       }
     };
     return { stream, commit, abort };
+  }
+
+  /** Starts an ingest that another writer fills and measures (see ExternalIngest). */
+  async ingest(): Promise<ExternalIngest> {
+    const tmp = await this.makeIngestFile();
+    let done = false;
+    const abort = async () => {
+      done = true;
+      await fs.rm(tmp, { force: true });
+    };
+    const commit = async (measured: BlobInfo, expected: Expected = {}): Promise<BlobInfo> => {
+      if (done) throw new Error('content ingest already finished');
+      try {
+        if (!isDigest(measured.digest)) throw new InvalidArgumentError(`not a digest: ${measured.digest}`);
+        verify(measured, expected);
+        const st = await fs.stat(tmp);
+        if (st.size !== measured.size) {
+          throw new InvalidArgumentError(
+            `content size mismatch for ${measured.digest}: ${measured.size} bytes measured, ${st.size} in the file`,
+          );
+        }
+        await this.place(tmp, measured.digest);
+        done = true;
+        return { digest: measured.digest, size: measured.size };
+      } catch (err) {
+        await abort();
+        throw err;
+      }
+    };
+    return { path: tmp, commit, abort };
+  }
+
+  /** Creates an empty, private temp file in the ingest directory. */
+  private async makeIngestFile(): Promise<string> {
+    await fs.mkdir(this.ingestDir, { recursive: true });
+    await fs.mkdir(this.blobsDir, { recursive: true });
+    const tmp = this.ingestPath();
+    await (await fs.open(tmp, 'wx', 0o644)).close();
+    return tmp;
+  }
+
+  private ingestPath(): string {
+    return join(this.ingestDir, `${Date.now()}-${randomBytes(8).toString('hex')}`);
+  }
+
+  /** Makes a verified temp file durable, then renames it into place: it counts as present from then on. */
+  private async place(tmp: string, digest: Digest): Promise<void> {
+    const fh = await fs.open(tmp, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fs.rename(tmp, this.blobPath(digest));
   }
 
   /** Writes a whole stream or buffer and commits it, verifying `expected`. */
