@@ -1,7 +1,7 @@
 /** Unpacked layers: each layer applied once by chain ID into `<root>/layers/<chain hex>/fs`, shared by all images. */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { promises as fs } from 'node:fs';
+import { closeSync, constants, openSync, promises as fs, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -16,7 +16,7 @@ import {
   NotFoundError,
   UnavailableError,
 } from '../core/errors.js';
-import type { ContentStore } from './content-store.js';
+import type { BlobInfo, ContentStore } from './content-store.js';
 import { layerCompression, type Descriptor } from './oci-image.js';
 import { applyTar, type ApplyOptions } from './tar-apply.js';
 import { isZstd, zstdDecompress } from './zstd.js';
@@ -88,13 +88,19 @@ export async function decompressed(input: NodeJS.ReadableStream): Promise<NodeJS
 /**
  * A layer unpacked while its (compressed) bytes arrive: write the blob's bytes, then end() for the committed
  * layer (its diff ID checked), or cancel() to drop it; nothing counts as unpacked before end() resolves.
+ * Given a content-store ingest file, it also writes the bytes into that file, hashing them.
  */
 export interface LayerUnpacker {
-  /** Resolves when the unpacker can take more (or has failed: its error comes out of end()). */
+  /**
+   * Takes `chunk`, which must not be used afterwards (its memory may move to a worker); resolves when the
+   * unpacker can take more (or has failed: its error comes out of end()).
+   */
   write(chunk: Buffer): Promise<void>;
+  /** Ends the input; resolves with what was written to the blob file (closed by then), if there is one. */
+  endInput(): Promise<BlobInfo | undefined>;
   /** Ends the input, waits for the unpack and commits the layer under its chain ID. */
   end(): Promise<LayerInfo>;
-  /** Abandons the unpack; its temp directory is removed. */
+  /** Abandons the unpack (and stops writing the blob file); its temp directory is removed. */
   cancel(): Promise<void>;
 }
 
@@ -107,13 +113,26 @@ export interface LayerUnpacker {
 const WORKER_KIND = 'abode-layer-unpack';
 /** Compressed bytes handed to a worker but not yet taken in by its gunzip. */
 const WORKER_WINDOW = 8 << 20;
+/**
+ * Compressed bytes handed over in one message, and given to gunzip in one write: per 64 KiB network read,
+ * the messages, their acknowledgements and gunzip's thread-pool round trips cost more than joining them.
+ */
+const WORKER_BATCH = 1 << 20;
 /** Idle workers kept for the next pull, for up to IDLE_MS. */
 const IDLE_WORKERS = 4;
 const IDLE_MS = 60_000;
 
 type ToWorker =
-  | { t: 'start'; job: number; target: string; gzip: boolean; preserveOwner: boolean | undefined }
-  | { t: 'data'; job: number; chunk: Uint8Array }
+  | {
+      t: 'start';
+      job: number;
+      target: string;
+      gzip: boolean;
+      preserveOwner: boolean | undefined;
+      /** A content-store ingest file to write the (compressed) input into, hashing it. */
+      blob?: string;
+    }
+  | { t: 'data'; job: number; chunks: Uint8Array[] }
   | { t: 'end'; job: number }
   | { t: 'cancel'; job: number };
 
@@ -126,8 +145,73 @@ interface SerializedError {
 
 type FromWorker =
   | { t: 'ack'; job: number; bytes: number }
+  /** The input has ended: what was written to the blob file (closed by then), or why that failed. */
+  | { t: 'input'; job: number; blob?: BlobInfo; error?: SerializedError }
   | { t: 'done'; job: number; diffId: Digest; size: number }
   | { t: 'error'; job: number; error: SerializedError };
+
+/** Appends all of `chunks` to `fd` (a short write is finished with the rest). */
+function writeAllSync(fd: number, chunks: readonly Uint8Array[]): void {
+  const total = chunks.reduce((n, c) => n + c.byteLength, 0);
+  let written = writevSync(fd, chunks);
+  if (written === total) return;
+  for (const c of chunks) {
+    if (written >= c.byteLength) {
+      written -= c.byteLength;
+      continue;
+    }
+    for (let at = written; at < c.byteLength;) {
+      const n = writeSync(fd, c, at, c.byteLength - at);
+      if (n === 0) throw new Error('short write to a blob file');
+      at += n;
+    }
+    written = 0;
+  }
+}
+
+/**
+ * A layer's compressed bytes written into a content-store ingest file and hashed as they pass, by the thread
+ * that unpacks them: writing them on the main thread (a write stream, its hashing, a copy for the worker)
+ * was a good part of what held up a pull there. Writes are direct: a worker has nothing else to do meanwhile.
+ */
+class BlobTee {
+  private fd: number | undefined;
+  private readonly digester = new Digester();
+  private failure: unknown;
+
+  /** Opens the file the content store made (never creates one: an aborted ingest stays gone). */
+  constructor(path: string) {
+    try {
+      this.fd = openSync(path, constants.O_WRONLY | constants.O_NOFOLLOW);
+    } catch (err) {
+      this.failure = err;
+    }
+  }
+
+  /** Appends and hashes `chunks`; after a failure, which close() reports, does nothing. */
+  write(chunks: readonly Uint8Array[]): void {
+    if (this.fd === undefined) return;
+    try {
+      writeAllSync(this.fd, chunks);
+      for (const c of chunks) this.digester.update(c);
+    } catch (err) {
+      this.failure = err;
+      this.discard();
+    }
+  }
+
+  /** Closes the file: what was written, or the first failure. */
+  close(): BlobInfo {
+    this.discard();
+    if (this.failure) throw this.failure;
+    return { digest: this.digester.digest(), size: this.digester.size };
+  }
+
+  discard(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
 
 function serializeError(err: unknown): SerializedError {
   if (err instanceof AbodeError) {
@@ -161,47 +245,80 @@ function deserializeError(s: SerializedError): Error {
   return err;
 }
 
-/** The worker's side: one unpack at a time. */
+/** Starts an unpack of `m.target` from a PassThrough that it returns; reports the result for job `m.job`. */
+function startApply(m: Extract<ToWorker, { t: 'start' }>, post: (msg: FromWorker) => void): PassThrough {
+  const inp = new PassThrough({ highWaterMark: 1 << 20 });
+  inp.on('error', () => undefined);
+  let tar: NodeJS.ReadableStream = inp;
+  if (m.gzip) {
+    const gunzip = gunzipStream();
+    inp.on('error', (err) => gunzip.destroy(err));
+    tar = inp.pipe(gunzip);
+  }
+  const digester = new Digester();
+  const hashing = hashingStream(digester);
+  tar.on('error', (err) => hashing.destroy(err));
+  const opts: ApplyOptions = m.preserveOwner === undefined ? {} : { preserveOwner: m.preserveOwner };
+  applyTar(tar.pipe(hashing), m.target, opts).then(
+    (r) => post({ t: 'done', job: m.job, diffId: digester.digest(), size: r.size }),
+    (err: unknown) => {
+      inp.destroy(); // the blob's bytes may still come; they are not unpacked
+      post({ t: 'error', job: m.job, error: serializeError(err) });
+    },
+  );
+  return inp;
+}
+
+/**
+ * The worker's side: one job at a time, its input written to the blob file (if any) and unpacked. The blob
+ * goes on after a failed unpack: its digest, checked first, says whether the registry sent bad bytes.
+ */
 function runUnpackWorker(): void {
   const port = parentPort!;
+  const post = (msg: FromWorker) => port.postMessage(msg);
   let job = -1;
   let input: PassThrough | undefined;
+  let blob: BlobTee | undefined;
   port.on('message', (m: ToWorker) => {
     if (m.t === 'start') {
       job = m.job;
-      const inp = new PassThrough({ highWaterMark: 1 << 20 });
-      inp.on('error', () => undefined);
-      input = inp;
-      let tar: NodeJS.ReadableStream = inp;
-      if (m.gzip) {
-        const gunzip = gunzipStream();
-        inp.on('error', (err) => gunzip.destroy(err));
-        tar = inp.pipe(gunzip);
-      }
-      const digester = new Digester();
-      const hashing = hashingStream(digester);
-      tar.on('error', (err) => hashing.destroy(err));
-      const opts: ApplyOptions = m.preserveOwner === undefined ? {} : { preserveOwner: m.preserveOwner };
-      const post = (msg: FromWorker) => port.postMessage(msg);
-      applyTar(tar.pipe(hashing), m.target, opts).then(
-        (r) => post({ t: 'done', job: m.job, diffId: digester.digest(), size: r.size }),
-        (err: unknown) => post({ t: 'error', job: m.job, error: serializeError(err) }),
-      );
+      blob = m.blob === undefined ? undefined : new BlobTee(m.blob);
+      input = startApply(m, post);
       return;
     }
     if (m.job !== job || !input) return;
     const inp = input;
     if (m.t === 'data') {
-      const bytes = m.chunk.byteLength;
-      const ack = () => port.postMessage({ t: 'ack', job: m.job, bytes } satisfies FromWorker);
+      blob?.write(m.chunks);
+      const data = joined(m.chunks);
+      const ack = () => post({ t: 'ack', job: m.job, bytes: data.length });
       if (inp.destroyed) return ack();
-      inp.write(Buffer.from(m.chunk.buffer, m.chunk.byteOffset, bytes), () => ack());
+      inp.write(data, () => ack());
     } else if (m.t === 'end') {
+      if (blob) post(blobResult(m.job, blob));
+      blob = undefined;
       if (!inp.destroyed) inp.end();
     } else if (m.t === 'cancel') {
+      blob?.discard();
+      blob = undefined;
       inp.destroy(new Error('cancelled'));
     }
   });
+}
+
+/** The chunks of a message as one Buffer (a copy only when there are several). */
+function joined(chunks: readonly Uint8Array[]): Buffer {
+  if (chunks.length === 1)
+    return Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength);
+  return Buffer.concat(chunks);
+}
+
+function blobResult(job: number, blob: BlobTee): FromWorker {
+  try {
+    return { t: 'input', job, blob: blob.close() };
+  } catch (err) {
+    return { t: 'input', job, error: serializeError(err) };
+  }
 }
 
 const idleWorkers: Worker[] = [];
@@ -255,76 +372,140 @@ function prepareUnpackWorkers(n: number): void {
   expireIdle();
 }
 
+/** Hands `chunk` over for postMessage: its own memory when it has that alone, else a copy of its own. */
+function transferable(chunk: Buffer): Uint8Array<ArrayBuffer> {
+  // A chunk that spans its whole ArrayBuffer (as a socket read's does) shares it with nothing else: the
+  // HTTP parser gives slices of a read only when it holds more than the body (headers, chunked encoding).
+  // Node's pooled buffers are never whole (the pool is larger than what it hands out).
+  const ab = chunk.buffer;
+  if (ab instanceof ArrayBuffer && chunk.byteOffset === 0 && chunk.byteLength === ab.byteLength)
+    return new Uint8Array(ab, 0, chunk.byteLength);
+  const copy = new Uint8Array(chunk.length);
+  copy.set(chunk);
+  return copy;
+}
+
 /**
- * Runs one unpack of a tar (gzip or not) into `target` on a worker; `result` settles once the worker has
- * stopped writing into target, whatever happened.
+ * Runs one unpack of a tar (gzip or not) into `target` on a worker, which also writes the input to the
+ * ingest file `blob` when given one: `input` settles with what it wrote once the input has ended, and
+ * `result` once the worker has stopped writing into target, whatever happened.
  */
-function workerUnpack(target: string, gzip: boolean, preserveOwner: boolean | undefined) {
+function workerUnpack(target: string, gzip: boolean, preserveOwner: boolean | undefined, blob?: string) {
   const worker = takeWorker();
   const job = ++jobCounter;
   let inflight = 0;
   let settled = false;
+  /** The worker still takes input: it is alive and its unpack or its blob file wants the bytes. */
+  let taking = true;
+  let alive = true;
+  let inputOpen = blob !== undefined;
   let wake: (() => void) | undefined;
   const wakeUp = () => {
     const w = wake;
     wake = undefined;
     w?.();
   };
+  let inputSettle: { resolve: (b: BlobInfo | undefined) => void; reject: (e: unknown) => void };
+  const input = new Promise<BlobInfo | undefined>((resolve, reject) => (inputSettle = { resolve, reject }));
+  input.catch(() => undefined);
+  if (!blob) inputSettle!.resolve(undefined);
+  /** Back to the pool once the worker is done with this job's unpack and its blob file. */
+  const maybeReturn = () => {
+    if (!settled || inputOpen || !alive) return;
+    taking = false;
+    returnWorker(worker);
+  };
+  const crashed = (why: string) => {
+    alive = false;
+    taking = false;
+    worker.removeAllListeners('message');
+    void worker.terminate();
+    wakeUp();
+    const err = new InternalError(`layer unpack worker ${why}`);
+    if (inputOpen) inputSettle.reject(err);
+    inputOpen = false;
+    return err;
+  };
   const result = new Promise<{ diffId: Digest; size: number }>((resolve, reject) => {
-    const finish = (ok: boolean) => {
+    const finish = () => {
       settled = true;
+      taking = inputOpen;
       wakeUp();
-      if (ok) returnWorker(worker);
-      else {
-        worker.removeAllListeners('message');
-        void worker.terminate();
-      }
+      maybeReturn();
     };
     worker.on('message', (m: FromWorker) => {
       if (m.job !== job) return;
       if (m.t === 'ack') {
         inflight -= m.bytes;
         if (inflight <= WORKER_WINDOW) wakeUp();
+      } else if (m.t === 'input') {
+        inputOpen = false;
+        if (m.error) inputSettle.reject(deserializeError(m.error));
+        else inputSettle.resolve(m.blob);
+        maybeReturn();
       } else if (m.t === 'done') {
-        finish(true);
+        finish();
         resolve({ diffId: m.diffId, size: m.size });
       } else {
-        finish(true);
+        finish();
         reject(deserializeError(m.error));
       }
     });
-    worker.on('error', (err) => {
-      if (settled) return;
-      finish(false);
-      reject(new InternalError(`layer unpack worker failed: ${err.message}`));
-    });
-    worker.on('exit', (code) => {
-      if (settled) return;
-      finish(false);
-      reject(new InternalError(`layer unpack worker exited (${code})`));
-    });
+    const died = (why: string) => {
+      if (!alive) return;
+      const err = crashed(why);
+      if (!settled) reject(err);
+      settled = true;
+    };
+    worker.on('error', (err) => died(`failed: ${err.message}`));
+    worker.on('exit', (code) => died(`exited (${code})`));
   });
   result.catch(() => undefined);
-  worker.postMessage({ t: 'start', job, target, gzip, preserveOwner } satisfies ToWorker);
+  worker.postMessage({
+    t: 'start',
+    job,
+    target,
+    gzip,
+    preserveOwner,
+    ...(blob ? { blob } : {}),
+  } satisfies ToWorker);
+  let batch: Uint8Array<ArrayBuffer>[] = [];
+  let batchBytes = 0;
+  const flush = () => {
+    if (!batch.length) return;
+    const chunks = batch;
+    inflight += batchBytes;
+    batch = [];
+    batchBytes = 0;
+    worker.postMessage(
+      { t: 'data', job, chunks } satisfies ToWorker,
+      chunks.map((c) => c.buffer),
+    );
+  };
   return {
     result,
-    get settled() {
-      return settled;
-    },
+    input,
     async write(chunk: Buffer): Promise<void> {
-      if (settled) return;
-      // A copy of its own, handed over without another: the chunk itself may share memory with others.
-      const copy = new Uint8Array(chunk.length);
-      copy.set(chunk);
-      inflight += copy.length;
-      worker.postMessage({ t: 'data', job, chunk: copy } satisfies ToWorker, [copy.buffer]);
-      while (inflight > WORKER_WINDOW && !settled) await new Promise<void>((r) => (wake = r));
+      if (!taking) return;
+      const data = transferable(chunk);
+      batch.push(data);
+      batchBytes += data.byteLength;
+      if (batchBytes < WORKER_BATCH) return;
+      flush();
+      while (inflight > WORKER_WINDOW && taking) await new Promise<void>((r) => (wake = r));
     },
     end(): void {
-      if (!settled) worker.postMessage({ t: 'end', job } satisfies ToWorker);
+      if (!alive) return;
+      if (taking) flush();
+      worker.postMessage({ t: 'end', job } satisfies ToWorker);
     },
     cancel(): void {
-      if (!settled) worker.postMessage({ t: 'cancel', job } satisfies ToWorker);
+      if (!alive) return;
+      worker.postMessage({ t: 'cancel', job } satisfies ToWorker);
+      if (inputOpen) inputSettle.reject(new UnavailableError('cancelled'));
+      inputOpen = false; // the worker closes the file before it reads another message
+      taking = false;
+      maybeReturn();
     },
   };
 }
@@ -426,23 +607,26 @@ export class LayerStore {
 
   /**
    * Unpacks a layer from its blob's bytes as they arrive (gzip or uncompressed; undefined for other
-   * compressions): in a worker thread, unless the store was given apply hooks, which only run here.
+   * compressions): in a worker thread, unless the store was given apply hooks, which only run here. With
+   * `blobFile` (a content-store ingest), the same thread writes the bytes there too (see endInput()).
    */
   unpacker(
     parent: Digest | undefined,
     compression: string | undefined,
     expectedDiffId?: Digest,
+    blobFile?: string,
   ): LayerUnpacker | undefined {
     if (compression !== 'gzip' && compression !== 'none') return undefined;
     const o = this.applyOptions;
-    if (o.whiteout || o.opaque || o.xattr) return this.localUnpacker(parent, compression, expectedDiffId);
+    if (o.whiteout || o.opaque || o.xattr)
+      return this.localUnpacker(parent, compression, expectedDiffId, blobFile);
     const tmpP = this.makeTemp();
     tmpP.catch(() => undefined);
     let unpack: ReturnType<typeof workerUnpack> | undefined;
     let failed: unknown;
     const started = tmpP.then(
       (tmp) => {
-        unpack = workerUnpack(join(tmp, 'fs'), compression === 'gzip', o.preserveOwner);
+        unpack = workerUnpack(join(tmp, 'fs'), compression === 'gzip', o.preserveOwner, blobFile);
       },
       (err: unknown) => {
         failed = err;
@@ -456,19 +640,24 @@ export class LayerStore {
       if (tmp) await fs.rm(tmp, { recursive: true, force: true });
     };
     let ended = false;
+    const endInput = async () => {
+      await started;
+      if (failed || !unpack) throw failed;
+      if (!ended) unpack.end();
+      ended = true;
+      return unpack.input;
+    };
     return {
       write: async (chunk) => {
         if (!unpack) await started;
         if (unpack && !ended) await unpack.write(chunk);
       },
+      endInput,
       end: async () => {
-        await started;
-        if (failed || !unpack) throw failed;
-        ended = true;
-        unpack.end();
+        await endInput().catch(() => undefined); // a blob file's failure is endInput()'s to report
         const tmp = await tmpP;
         try {
-          const r = await unpack.result;
+          const r = await unpack!.result;
           return await this.commit(tmp, parent, r.diffId, r.size, expectedDiffId);
         } catch (err) {
           await discard();
@@ -495,6 +684,7 @@ export class LayerStore {
     parent: Digest | undefined,
     compression: 'gzip' | 'none',
     expectedDiffId?: Digest,
+    blobFile?: string,
   ): LayerUnpacker {
     // Room for a few network chunks, so that the download does not wait on each one being unpacked.
     const input = new PassThrough({ highWaterMark: 1 << 20 });
@@ -505,6 +695,7 @@ export class LayerStore {
       input.on('error', (err) => gunzip.destroy(err));
       tar = input.pipe(gunzip);
     }
+    const blob = blobFile === undefined ? undefined : new BlobTee(blobFile);
     let failed = false;
     const done = this.apply(parent, tar, expectedDiffId).catch((err: unknown) => {
       failed = true;
@@ -512,16 +703,29 @@ export class LayerStore {
       throw err;
     });
     const settled = done.catch(() => undefined);
+    let inputEnded = false;
+    let inputDone: Promise<BlobInfo | undefined> | undefined;
+    const endInput = () =>
+      (inputDone ??= (async () => {
+        inputEnded = true;
+        if (!failed && !input.destroyed) input.end();
+        return blob?.close();
+      })());
     return {
       async write(chunk) {
+        if (inputEnded) return;
+        blob?.write([chunk]); // also after a failed unpack: the blob's digest is checked first
         if (failed || input.destroyed) return;
         if (!input.write(chunk)) await Promise.race([once(input, 'drain').catch(() => undefined), settled]);
       },
+      endInput,
       async end() {
-        if (!failed && !input.destroyed) input.end();
+        await endInput().catch(() => undefined); // a blob file's failure is endInput()'s to report
         return done;
       },
       async cancel() {
+        inputEnded = true;
+        blob?.discard();
         if (!input.writableEnded) input.destroy(new Error('cancelled'));
         await settled;
       },

@@ -290,6 +290,33 @@ describe('failures name what and where, and commit nothing', () => {
     assert.equal((await fs.stat(join(path!, 'payload.bin'))).size, 200_000);
   });
 
+  test('a registry that ignores Range: the blob starts over, is verified and unpacked once', async () => {
+    let broken = false;
+    fake.handler = serve((req, res) => {
+      if (req.url !== `/v2/app/blobs/${img.layerDigest}`) return false;
+      res.writeHead(200, { 'content-length': String(img.layer.length) });
+      if (broken) return void res.end(img.layer);
+      broken = true;
+      res.write(img.layer.subarray(0, 70_000), () => res.destroy());
+    });
+    const { root, images } = await service();
+    const rec = await images.pull(`${fake.host}/app:1`, {}, () => undefined);
+    assert.equal(rec.id, sha256(img.config));
+    const ranges = fake.requests.filter((r) => r.url.includes(img.layerDigest)).map((r) => r.headers.range);
+    assert.equal(ranges.length, 2);
+    assert.match(ranges[1] ?? '', /^bytes=\d+-$/);
+    const [path] = await images.layerPaths(rec);
+    assert.equal((await fs.stat(join(path!, 'payload.bin'))).size, 200_000);
+    assert.ok(await images.content.has(img.layerDigest as `sha256:${string}`));
+    assert.deepEqual(await fs.readdir(join(root, 'content', 'ingest')), [], 'ingest files left behind');
+    const layers = await fs.readdir(join(root, 'layers'));
+    assert.deepEqual(
+      layers.filter((n) => n.startsWith('.tmp-')),
+      [],
+      'the abandoned unpack was removed',
+    );
+  });
+
   test('a transfer that always breaks off: an error naming the blob, nothing committed', async () => {
     fake.handler = serve((req, res) => {
       if (req.url !== `/v2/app/blobs/${img.layerDigest}`) return false;

@@ -8,7 +8,7 @@ import { shortId, sha256Digest, type Digest } from '../../core/digest.js';
 import { AbodeError, InternalError, InvalidArgumentError, UnavailableError } from '../../core/errors.js';
 import type { ProgressEvent } from '../../core/image.js';
 import { familiarString, referenceName, type Reference } from '../../core/reference.js';
-import type { ContentStore, ContentWriter } from '../content-store.js';
+import type { ContentStore, ContentWriter, Expected, ExternalIngest } from '../content-store.js';
 import type { LayerStore, LayerUnpacker } from '../layers.js';
 import {
   hostPlatform,
@@ -239,7 +239,13 @@ export async function pullImage(
         abort.signal,
         (cur) => onProgress({ id, status: 'Downloading', progress: { current: cur, total: layer.size } }),
         stream
-          ? () => ctx.layers.unpacker(parent, layerCompression(layer.mediaType), config.rootfs.diff_ids[i]!)
+          ? (blobFile) =>
+              ctx.layers.unpacker(
+                parent,
+                layerCompression(layer.mediaType),
+                config.rootfs.diff_ids[i]!,
+                blobFile,
+              )
           : undefined,
         `layer ${layer.digest} of ${name}`,
       );
@@ -349,10 +355,73 @@ function finalError(err: unknown, what: string): unknown {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Where a downloading blob's bytes go: the content store, and the layer's unpacker when it streams. */
+interface BlobTarget {
+  /** Takes a chunk, which must not be used afterwards; resolves when more can come. */
+  write(chunk: Buffer): Promise<void>;
+  /** Verifies the blob against `expected` and commits it. */
+  commit(expected: Expected): Promise<void>;
+  /** Waits for the streamed unpack, if there is one, which commits the layer. */
+  unpacked(): Promise<void>;
+  /** Drops whatever is not committed. */
+  abort(): Promise<void>;
+}
+
+/**
+ * With a streamed unpack, the unpacker writes and hashes the blob's ingest file on its own thread (the
+ * main thread only hands the bytes over) and the store commits what it measured; else the store's writer.
+ */
+async function openTarget(
+  ctx: PullContext,
+  signal: AbortSignal,
+  sinkFactory: ((blobFile: string) => LayerUnpacker | undefined) | undefined,
+): Promise<BlobTarget> {
+  if (sinkFactory) {
+    const ingest = await ctx.content.ingest();
+    const sink = sinkFactory(ingest.path);
+    if (sink) return unpackerTarget(ingest, sink);
+    await ingest.abort();
+  }
+  return writerTarget(await ctx.content.writer(), signal);
+}
+
+function writerTarget(w: ContentWriter, signal: AbortSignal): BlobTarget {
+  return {
+    async write(chunk) {
+      if (!w.stream.write(chunk)) await once(w.stream, 'drain', { signal });
+    },
+    async commit(expected) {
+      await w.commit(expected);
+    },
+    async unpacked() {},
+    abort: () => w.abort(),
+  };
+}
+
+function unpackerTarget(ingest: ExternalIngest, sink: LayerUnpacker): BlobTarget {
+  let unpacking = true;
+  return {
+    write: (chunk) => sink.write(chunk),
+    async commit(expected) {
+      const measured = await sink.endInput();
+      if (!measured) throw new InternalError('the layer unpacker wrote no blob');
+      await ingest.commit(measured, expected);
+    },
+    async unpacked() {
+      unpacking = false; // end() removes what it unpacked when it fails
+      await sink.end();
+    },
+    async abort() {
+      if (unpacking) await sink.cancel(); // first: the unpacker stops writing the ingest file
+      await ingest.abort();
+    },
+  };
+}
+
 /**
  * Streams one blob into the content store; on a broken transfer asks for the rest with
- * `Range: bytes=N-` (starting over when the registry answers 200). The writer verifies size and
- * digest; on any failure nothing is committed.
+ * `Range: bytes=N-` (starting over when the registry answers 200). The blob's size and digest are
+ * verified; on any failure nothing is committed.
  */
 async function downloadBlob(
   ctx: PullContext,
@@ -362,12 +431,11 @@ async function downloadBlob(
   what: string,
   signal: AbortSignal,
   onBytes: (current: number) => void,
-  sinkFactory?: () => LayerUnpacker | undefined,
+  sinkFactory?: (blobFile: string) => LayerUnpacker | undefined,
   unpackWhere = what,
 ): Promise<void> {
   const attempts = ctx.attempts ?? 5;
-  let w: ContentWriter = await ctx.content.writer();
-  let sink = sinkFactory?.();
+  let target = await openTarget(ctx, signal, sinkFactory);
   let written = 0;
   let lastReport = 0;
   const report = (force = false) => {
@@ -382,10 +450,8 @@ async function downloadBlob(
       try {
         const res = await client.getBlob(repo, desc.digest, written, what, signal);
         if (written > 0 && res.statusCode === 200) {
-          await w.abort(); // the registry ignored the Range: start over
-          await sink?.cancel();
-          w = await ctx.content.writer();
-          sink = sinkFactory?.();
+          await target.abort(); // the registry ignored the Range: start over
+          target = await openTarget(ctx, signal, sinkFactory);
           written = 0;
         }
         try {
@@ -397,10 +463,7 @@ async function downloadBlob(
               );
             }
             written += chunk.length;
-            const waits: Promise<unknown>[] = [];
-            if (!w.stream.write(chunk)) waits.push(once(w.stream, 'drain', { signal }));
-            if (sink) waits.push(sink.write(chunk));
-            if (waits.length) await Promise.all(waits);
+            await target.write(chunk);
             report();
           }
         } catch (err) {
@@ -420,7 +483,7 @@ async function downloadBlob(
     }
     report(true);
     try {
-      await w.commit({ digest: desc.digest, size: desc.size });
+      await target.commit({ digest: desc.digest, size: desc.size });
     } catch (err) {
       const m = /got (sha256:[a-f0-9]+)/.exec((err as Error).message);
       throw new InvalidArgumentError(
@@ -429,20 +492,16 @@ async function downloadBlob(
           : `${what}: ${(err as Error).message}`,
       );
     }
-    if (sink) {
-      try {
-        await sink.end();
-      } catch (err) {
-        sink = undefined; // end() has removed what it unpacked
-        throw withWhere(
-          err instanceof AbodeError ? err : new InternalError((err as Error)?.message ?? String(err)),
-          unpackWhere,
-        );
-      }
+    try {
+      await target.unpacked();
+    } catch (err) {
+      throw withWhere(
+        err instanceof AbodeError ? err : new InternalError((err as Error)?.message ?? String(err)),
+        unpackWhere,
+      );
     }
   } catch (err) {
-    await w.abort();
-    await sink?.cancel();
+    await target.abort();
     throw err;
   }
 }
