@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -186,6 +188,38 @@ static void answer_start(struct monitor *m, const char *text) {
   }
 }
 
+/*
+ * Pages the child's mappings of the spec's reclaim files out of it (the kernel image QEMU keeps for a
+ * reset). Best effort: an old kernel without process_madvise leaves them.
+ */
+static void reclaim_mappings(struct monitor *m) {
+  char path[64], line[4352];
+  snprintf(path, sizeof path, "/proc/%d/maps", m->pid);
+  FILE *maps = fopen(path, "re");
+  if (!maps)
+    return;
+  struct iovec ranges[64];
+  size_t n = 0;
+  while (n < 64 && fgets(line, sizeof line, maps)) {
+    unsigned long lo, hi;
+    int name = 0;
+    if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &name) < 2 || name == 0)
+      continue;
+    line[strcspn(line, "\n")] = 0;
+    for (size_t i = 0; i < m->spec->nreclaim_files; i++)
+      if (strcmp(line + name, m->spec->reclaim_files[i]) == 0) {
+        ranges[n++] = (struct iovec){(void *)lo, hi - lo};
+        break;
+      }
+  }
+  fclose(maps);
+  int pidfd = n > 0 ? (int)syscall(SYS_pidfd_open, m->pid, 0) : -1;
+  if (pidfd >= 0) {
+    (void)syscall(SYS_process_madvise, pidfd, ranges, n, MADV_PAGEOUT, 0);
+    close(pidfd);
+  }
+}
+
 static void agent_frame(struct monitor *m, int type, uint16_t sid, const char *data, size_t len) {
   if (sid != 0) {
     for (size_t i = 0; i < m->nclients; i++) {
@@ -220,6 +254,9 @@ static void agent_frame(struct monitor *m, int type, uint16_t sid, const char *d
   }
   case AF_STARTED:
     answer_start(m, "ok\n");
+    /* later, so that a short process's exit never waits for it */
+    if (m->spec->nreclaim_files > 0)
+      m->reclaim_at = now_ms() + 500;
     break;
   case AF_ERROR: {
     /* "<step> <errno> <message>": the exit record keeps the message, start's reply all of it */
@@ -751,12 +788,21 @@ _Noreturn void monitor_run(struct monitor *m) {
     struct pollfd inp = {.fd = (stdin_pending || to_agent) ? m->in_fd : -1, .events = POLLOUT};
     p[n] = inp;
     int timeout = -1;
+    if (m->reclaim_at && m->reclaim_at <= now_ms()) {
+      m->reclaim_at = 0;
+      if (!m->guest_exited)
+        reclaim_mappings(m);
+    }
+    if (m->reclaim_at) {
+      long long left = m->reclaim_at - now_ms();
+      timeout = left > 0 ? (int)left : 0;
+    }
     if (m->kill_at) {
       long long left = m->kill_at - now_ms();
       if (left <= 0) {
         kill(m->pid, SIGKILL); /* the guest has exited but QEMU lingers */
         m->kill_at = 0;
-      } else {
+      } else if (timeout < 0 || left < timeout) {
         timeout = (int)left;
       }
     }

@@ -77,6 +77,7 @@ enum shim_tag {
   TAG_AGENT = 33,
   TAG_AGENT_START = 34,
   TAG_BOOT_TIMEOUT = 35,
+  TAG_RECLAIM_FILE = 36,
 };
 
 /*

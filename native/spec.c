@@ -257,6 +257,8 @@ static int decode_record(struct shim_spec *s, unsigned tag, const unsigned char 
     NEED(4);
     s->boot_timeout_ms = le32(v);
     return 0;
+  case TAG_RECLAIM_FILE:
+    return push_str(&s->reclaim_files, &s->nreclaim_files, v, len, err);
   default:
     return fail(err, EINVAL, "spec", "", "spec: unknown tag %u", tag);
   }
@@ -402,6 +404,8 @@ void spec_dump_json(const struct shim_spec *s, struct buf *o) {
     for (size_t i = 0; i < s->agent_start_len; i++)
       buf_printf(o, "%02x", s->agent_start[i]);
     buf_printf(o, "\",\"bootTimeoutMs\":%u", s->boot_timeout_ms);
+    if (s->nreclaim_files)
+      json_str_list(o, "reclaimFiles", s->reclaim_files, s->nreclaim_files);
   }
   buf_append(o, "}", 1);
 }

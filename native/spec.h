@@ -77,6 +77,8 @@ struct shim_spec {
   unsigned char *agent_start;
   size_t agent_start_len;
   uint32_t boot_timeout_ms;
+  char **reclaim_files; /* paged out of the child once the agent is READY */
+  size_t nreclaim_files;
 };
 
 int spec_decode(const unsigned char *data, size_t len, struct shim_spec *spec, struct error *err);

@@ -13,13 +13,26 @@
 void logf_console(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 void boot_mounts(void);
-void boot_modules(void);
+
+#define MAX_MODULES 8
+/* Module files opened ahead (from the initramfs, before the root switch hides it), loaded later. */
+struct module_set {
+  int fds[MAX_MODULES];
+  size_t n;
+};
+/* Opens the modules a list file in the initramfs names (one /lib/modules file a line, in load order). */
+void boot_open_modules(const char *list, struct module_set *set);
+/* Loads and closes the set's modules. */
+void boot_load_modules(struct module_set *set);
+/* Loads the modules a list names, now. */
+void boot_modules(const char *list);
+int boot_root_async(const char *device, struct module_set *root, struct module_set *late);
+void boot_free_initramfs(void);
 int boot_open_port(long timeout_ms);
-int boot_switch_root(const char *device, char *err, size_t errlen);
+int boot_switch_root(int root_fd, char *err, size_t errlen);
 void boot_loopback(void);
-/* virtio-fs's modules: opened at boot (from the initramfs), loaded when a START asks for mounts. */
-void boot_open_lazy_modules(void);
-void boot_load_lazy_modules(void);
+/* virtio-fs's modules: opened at boot, loaded when a START asks for mounts. */
+extern struct module_set virtiofs_modules;
 
 /* Writes one frame to the host (blocking; the channel is the agent's only output). */
 void send_frame(int type, uint16_t session, const void *data, size_t len);

@@ -60,63 +60,85 @@ void boot_mounts(void) {
   }
 }
 
-/* Loads every module /modules lists (one file name of /lib/modules per line, in dependency order). */
-void boot_modules(void) {
-  char list[4096];
-  int fd = open("/modules", O_RDONLY | O_CLOEXEC);
+/* Reads a list file of /lib/modules names (one a line, in dependency order) into buf; the count of bytes, or 0. */
+static size_t read_list(const char *list, char *buf, size_t size) {
+  int fd = open(list, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return;
-  ssize_t n = read(fd, list, sizeof list - 1);
+    return 0;
+  ssize_t n = read(fd, buf, size - 1);
   close(fd);
   if (n <= 0)
-    return;
-  list[n] = 0;
-  for (char *save = NULL, *name = strtok_r(list, "\n", &save); name; name = strtok_r(NULL, "\n", &save)) {
-    char path[256];
-    snprintf(path, sizeof path, "/lib/modules/%s", name);
-    int mfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (mfd < 0) {
-      logf_console("open %s: %s", path, strerror(errno));
-      continue;
-    }
-    if (syscall(SYS_finit_module, mfd, "", 0) < 0 && errno != EEXIST)
-      logf_console("load %s: %s", name, strerror(errno));
-    close(mfd);
-  }
+    return 0;
+  buf[n] = 0;
+  return (size_t)n;
 }
 
-/* The on-demand modules (/modules.virtiofs), opened before the root switch hides the initramfs. */
-#define MAX_LAZY 8
-static int lazy_fds[MAX_LAZY];
-static size_t nlazy;
-
-void boot_open_lazy_modules(void) {
-  char list[1024];
-  int fd = open("/modules.virtiofs", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
+void boot_open_modules(const char *list, struct module_set *set) {
+  char names[1024];
+  set->n = 0;
+  if (!read_list(list, names, sizeof names))
     return;
-  ssize_t n = read(fd, list, sizeof list - 1);
-  close(fd);
-  if (n <= 0)
-    return;
-  list[n] = 0;
-  for (char *save = NULL, *name = strtok_r(list, "\n", &save); name && nlazy < MAX_LAZY;
+  for (char *save = NULL, *name = strtok_r(names, "\n", &save); name && set->n < MAX_MODULES;
        name = strtok_r(NULL, "\n", &save)) {
     char path[256];
     snprintf(path, sizeof path, "/lib/modules/%s", name);
-    int mfd = open(path, O_RDONLY | O_CLOEXEC);
-    if (mfd >= 0)
-      lazy_fds[nlazy++] = mfd;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      logf_console("open %s: %s", path, strerror(errno));
+    else
+      set->fds[set->n++] = fd;
   }
 }
 
-void boot_load_lazy_modules(void) {
-  for (size_t i = 0; i < nlazy; i++) {
-    if (syscall(SYS_finit_module, lazy_fds[i], "", 0) < 0 && errno != EEXIST)
-      logf_console("load an on-demand module: %s", strerror(errno));
-    close(lazy_fds[i]);
+void boot_load_modules(struct module_set *set) {
+  for (size_t i = 0; i < set->n; i++) {
+    if (syscall(SYS_finit_module, set->fds[i], "", 0) < 0 && errno != EEXIST)
+      logf_console("load a module: %s", strerror(errno));
+    close(set->fds[i]);
   }
-  nlazy = 0;
+  set->n = 0;
+}
+
+/* Closes the set's files unloaded (another process loads them). */
+static void drop_modules(struct module_set *set) {
+  for (size_t i = 0; i < set->n; i++)
+    close(set->fds[i]);
+  set->n = 0;
+}
+
+void boot_modules(const char *list) {
+  struct module_set set;
+  boot_open_modules(list, &set);
+  boot_load_modules(&set);
+}
+
+/*
+ * Free page reporting gives the host back free chunks of 2^order pages, 2 MiB by default: the kernel's
+ * small free chunks would stay in the host's memory. 6.1 resets the order when the balloon registers,
+ * so it is set after the balloon's module is loaded.
+ */
+static void report_small_free_pages(void) {
+  int fd = open("/sys/module/page_reporting/parameters/page_reporting_order", O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    (void)!write(fd, "0", 1);
+    close(fd);
+  }
+}
+
+/* Removes the initramfs's files once every module is open or loaded: the old root stays in memory
+ * under the new one, and the guest gets those pages back (the running /init keeps its own). */
+void boot_free_initramfs(void) {
+  static const char *files[] = {"/init",         "/modules",      "/modules.port",
+                                "/modules.root", "/modules.late", "/modules.virtiofs"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+    unlink(files[i]);
+  DIR *d = opendir("/lib/modules");
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      unlinkat(dirfd(d), e->d_name, 0);
+  if (d)
+    closedir(d);
 }
 
 /* Finds the virtio-serial port named AGENT_PORT_NAME and opens it; waits up to timeout_ms. */
@@ -162,15 +184,67 @@ static int wait_for(const char *path, long timeout_ms) {
   return -1;
 }
 
-/* Mounts the root disk and makes it the root; the pseudo file systems move along. */
-int boot_switch_root(const char *device, char *err, size_t errlen) {
+/* The root disk's driver loaded and the disk mounted on /newroot; 0, or an errno with err filled. */
+static int mount_root(const char *device, struct module_set *root, char *err, size_t errlen) {
+  boot_load_modules(root);
   if (wait_for(device, 5000) < 0) {
     snprintf(err, errlen, "root disk %s did not appear", device);
-    return -1;
+    return ENODEV;
   }
   mkdir("/newroot", 0755);
   if (mount(device, "/newroot", "ext4", MS_NOATIME, "noinit_itable") < 0) {
-    snprintf(err, errlen, "mount %s: %s", device, strerror(errno));
+    int e = errno;
+    snprintf(err, errlen, "mount %s: %s", device, strerror(e));
+    return e;
+  }
+  return 0;
+}
+
+struct root_result {
+  int errnum;
+  char message[500];
+};
+
+/*
+ * The root disk is made ready by a child, beside the agent port's driver and READY in this process:
+ * under TCG each costs tens of milliseconds that the second vCPU can take. The child then loads the
+ * late modules (the memory balloon). Returns the fd boot_switch_root reads the outcome from.
+ */
+int boot_root_async(const char *device, struct module_set *root, struct module_set *late) {
+  int result[2];
+  if (pipe2(result, O_CLOEXEC) < 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid > 0) {
+    close(result[1]);
+    drop_modules(root);
+    drop_modules(late);
+    return result[0];
+  }
+  /* the child, or this process when fork failed */
+  struct root_result r = {0};
+  r.errnum = mount_root(device, root, r.message, sizeof r.message);
+  (void)!write(result[1], &r, sizeof r); /* fits the pipe's buffer: never blocks */
+  close(result[1]);
+  boot_load_modules(late);
+  report_small_free_pages();
+  if (pid == 0)
+    _exit(0);
+  return result[0];
+}
+
+/* Waits for the root disk (boot_root_async) and makes it the root; the pseudo file systems move along. */
+int boot_switch_root(int root_fd, char *err, size_t errlen) {
+  if (root_fd < 0) {
+    snprintf(err, errlen, "cannot prepare the root disk: %s", strerror(errno));
+    return -1;
+  }
+  struct root_result r = {.errnum = EIO, .message = "the root disk's preparation ended without a word"};
+  while (read(root_fd, &r, sizeof r) < 0 && errno == EINTR) {
+  }
+  close(root_fd);
+  if (r.errnum != 0) {
+    snprintf(err, errlen, "%s", r.message);
     return -1;
   }
   const char *moved[] = {"/dev", "/proc", "/sys"};

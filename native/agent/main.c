@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 static int port = -1;
+struct module_set virtiofs_modules;
 
 void send_frame(int type, uint16_t session, const void *data, size_t len) {
   unsigned char h[AGENT_HEADER];
@@ -128,7 +129,13 @@ int main(void) {
     return 2;
   }
   boot_mounts();
-  boot_modules();
+  boot_modules("/modules");
+  struct module_set root, late;
+  boot_open_modules("/modules.root", &root);
+  boot_open_modules("/modules.late", &late);
+  boot_open_modules("/modules.virtiofs", &virtiofs_modules);
+  int root_fd = boot_root_async("/dev/vda", &root, &late);
+  boot_modules("/modules.port");
   port = boot_open_port(10000);
   if (port < 0) {
     logf_console("no virtio-serial port named %s", AGENT_PORT_NAME);
@@ -137,10 +144,11 @@ int main(void) {
   struct utsname u;
   uname(&u);
   send_frame(AF_READY, 0, u.release, strlen(u.release));
-  boot_open_lazy_modules();
-  if (boot_switch_root("/dev/vda", root_error, sizeof root_error) < 0)
-    logf_console("%s", root_error);
+  /* The host's create returns on READY and its start follows: the rest gets ready meanwhile. */
+  boot_free_initramfs();
   boot_loopback();
+  if (boot_switch_root(root_fd, root_error, sizeof root_error) < 0)
+    logf_console("%s", root_error);
 
   sigset_t chld;
   sigemptyset(&chld);

@@ -146,28 +146,51 @@ static void mkdir_p(const char *path) {
   mkdir(tmp, 0755);
 }
 
-/* /etc/hostname (and a hosts entry for it) as a container's bind-mounted files would say. */
-static void write_etc_hostname(const char *hostname) {
-  mkdir("/etc", 0755);
-  int fd = open("/etc/hostname", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd >= 0) {
-    dprintf(fd, "%s\n", hostname);
-    close(fd);
-  }
-  struct stat st;
-  if (stat("/etc/hosts", &st) == 0)
-    return;
-  fd = open("/etc/hosts", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd >= 0) {
-    dprintf(fd, "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n", hostname);
-    close(fd);
+/* Writes a small file whole; false on failure. */
+static bool write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return false;
+  bool ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+  close(fd);
+  return ok;
+}
+
+/*
+ * /etc/hostname and /etc/hosts as a container has them: files of the agent's own, on the guest's
+ * devtmpfs, bind-mounted over the image's (the root disk's init layer has both). The image's disk is
+ * not written (under TCG its first write costs disk reads), and --read-only leaves them writable, as
+ * docker does.
+ */
+static void provide_etc_files(const char *hostname) {
+  static const char dir[] = "/dev/.abode";
+  char hosts[512];
+  snprintf(hosts, sizeof hosts,
+           "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+           "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+           hostname);
+  char name[300];
+  snprintf(name, sizeof name, "%s\n", hostname);
+  const char *files[][2] = {{"hostname", name}, {"hosts", hosts}};
+  mkdir(dir, 0755);
+  for (size_t i = 0; i < 2; i++) {
+    char source[64], target[64];
+    snprintf(source, sizeof source, "%s/%s", dir, files[i][0]);
+    snprintf(target, sizeof target, "/etc/%s", files[i][0]);
+    struct stat st;
+    if (!write_file(source, files[i][1]))
+      logf_console("write %s: %s", source, strerror(errno));
+    else if (stat(target, &st) < 0 && (mkdir("/etc", 0755), !write_file(target, "")))
+      logf_console("create %s: %s", target, strerror(errno));
+    else if (mount(source, target, NULL, MS_BIND, NULL) < 0)
+      logf_console("bind %s: %s", target, strerror(errno));
   }
 }
 
 /* The main process's file systems: virtio-fs shares at their paths, then the root read-only if asked. */
 static int prepare_root(struct proc_spec *p, char *err, size_t errlen) {
   if (p->nmounts > 0)
-    boot_load_lazy_modules();
+    boot_load_modules(&virtiofs_modules);
   for (size_t i = 0; i < p->nmounts; i++) {
     char *tag = p->mounts[i], *mode = strchr(tag, ' ');
     char *path = mode ? strchr(mode + 1, ' ') : NULL;
@@ -200,11 +223,9 @@ struct child_error {
 
 static _Noreturn void child(struct proc_spec *p, int in, int out, int err, int pty_slave, int report) {
   struct child_error ce = {0, 0};
-  sigset_t all;
-  sigemptyset(&all);
-  sigprocmask(SIG_SETMASK, &all, NULL);
-  for (int s = 1; s < NSIG; s++)
-    signal(s, SIG_DFL);
+  sigset_t none; /* the agent sets no handlers: only its blocked SIGCHLD needs undoing */
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
   setsid();
   if (pty_slave >= 0) {
     ioctl(pty_slave, TIOCSCTTY, 0);
@@ -213,9 +234,9 @@ static _Noreturn void child(struct proc_spec *p, int in, int out, int err, int p
   dup2(in, 0);
   dup2(out, 1);
   dup2(err, 2);
-  for (int fd = 3; fd < 1024; fd++)
-    if (fd != report)
-      close(fd);
+  if (report > 3)
+    close_range(3, (unsigned)report - 1, 0);
+  close_range((unsigned)report + 1, ~0u, 0);
   mkdir_p(p->cwd);
   if (setgroups(p->ngids, p->gids) < 0 || setgid(p->gid) < 0 || setuid(p->uid) < 0) {
     ce = (struct child_error){1, errno};
@@ -261,7 +282,7 @@ void session_start(uint16_t id, const char *payload, size_t len, const char *roo
   if (id == 0 && p.hostname && p.hostname[0]) {
     if (sethostname(p.hostname, strlen(p.hostname)) < 0)
       logf_console("sethostname: %s", strerror(errno));
-    write_etc_hostname(p.hostname);
+    provide_etc_files(p.hostname);
   }
   if (id == 0) {
     char msg[600];

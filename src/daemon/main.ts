@@ -15,6 +15,7 @@ import { createImageService } from '../image/index.js';
 import { detectCgroups } from '../platform/cgroups/index.js';
 import { ContainerRuntime } from '../runtime/container/index.js';
 import { VmRuntime } from '../runtime/vm/index.js';
+import { StandbyPool } from '../runtime/standby-pool.js';
 import { installedOciRuntimes, OciRuntime } from '../runtime/oci/index.js';
 import { accelerator, hardLimits, hostCpu, instanceResolvConf, processTable } from '../platform/host.js';
 import { cpus, release, totalmem } from 'node:os';
@@ -92,11 +93,14 @@ async function main(): Promise<void> {
   const { images, snapshotter } = createImageService({ root: paths.root });
   const cgroups = await detectCgroups();
   const shimPath = process.env.ABODE_SHIM ?? join(repoRoot, 'native/build/abode-shim');
+  // One standby monitor, in a fresh cgroup, for whichever runtime creates next (container or vm).
+  const pool = new StandbyPool({ runRoot: paths.runRoot, shimPath, cgroups, cgroupParent: 'abode' });
   const container = new ContainerRuntime({
     runRoot: paths.runRoot,
     shimPath,
     cgroups,
     cgroupParent: 'abode',
+    pool,
   });
   // MicroVMs: QEMU under the shim, the guest agent in an initramfs; caches under ROOT/vm.
   const vm = new VmRuntime({
@@ -106,6 +110,7 @@ async function main(): Promise<void> {
     agentPath: process.env.ABODE_AGENT ?? join(repoRoot, 'native/build/abode-agent'),
     cgroups,
     cgroupParent: 'abode',
+    pool,
     accelerator,
     ...(process.env.ABODE_QEMU ? { qemu: process.env.ABODE_QEMU } : {}),
     ...(process.env.ABODE_VM_KERNEL ? { kernel: process.env.ABODE_VM_KERNEL } : {}),
@@ -130,7 +135,7 @@ async function main(): Promise<void> {
   engine.on('error-log', (error: Error) => log(`error: ${error.stack ?? error.message}`));
   await engine.recover();
   // Pool cgroups an earlier daemon's standby monitors left empty.
-  void container.collectPool(() => false);
+  void pool.collect(() => false);
   const server = createApiServer(
     {
       engine,
@@ -182,7 +187,7 @@ async function main(): Promise<void> {
   const shutdown = (signal: string) => {
     log(`${signal}: shutting down (instances keep running)`);
     server.close();
-    container
+    pool
       .close()
       .catch(() => undefined)
       .then(() => rm(paths.pidFile, { force: true }))

@@ -176,6 +176,23 @@ describe('encodeShimSpec', () => {
     },
   );
 
+  it(
+    'round-trips through the C decoder (a VM monitor: agent fields, files to reclaim)',
+    { skip: noShim },
+    () => {
+      const spec: ShimSpec = {
+        ...fullSpec(),
+        agent: 'vm',
+        agentStart: Buffer.from('a=true\0'),
+        bootTimeoutMs: 60_000,
+        reclaimFiles: ['/var/lib/abode/vm/kernel/vmlinux', '/var/lib/abode/vm/initramfs/i.cpio'],
+      };
+      const expected = asDumped(spec) as Record<string, unknown>;
+      expected.agentStart = spec.agentStart!.toString('hex');
+      assert.deepEqual(dump(spec), expected);
+    },
+  );
+
   it('the C decoder rejects a wrong version', { skip: noShim }, () => {
     const dir = mkdtempSync(join(tmpdir(), 'abode-proto-'));
     try {

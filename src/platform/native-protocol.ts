@@ -126,6 +126,12 @@ export interface ShimSpec {
   agentStart?: Buffer;
   /** How long to wait for the agent's READY before killing the child (agent mode). */
   bootTimeoutMs?: number;
+  /**
+   * Files whose pages the child maps are paged out of it once the agent is READY (vm mode): QEMU keeps
+   * the kernel image and initramfs mapped for a reset that -no-reboot never makes; it reads them again
+   * if it ever needs them.
+   */
+  reclaimFiles?: string[];
 }
 
 /** The exit record the shim writes to exitPath. */
@@ -186,6 +192,7 @@ export const ShimTag = {
   agent: 33,
   agentStart: 34,
   bootTimeout: 35,
+  reclaimFile: 36,
 } as const;
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -351,6 +358,7 @@ export function encodeShimSpec(spec: ShimSpec): Buffer {
     if (start.length > 1 << 20) problems.push(`agentStart: ${start.length} bytes is more than 1 MiB`);
     w.record(ShimTag.agentStart, start);
     w.u32(ShimTag.bootTimeout, spec.bootTimeoutMs ?? 30000, 'bootTimeoutMs');
+    (spec.reclaimFiles ?? []).forEach((p, i) => w.str(ShimTag.reclaimFile, p, `reclaimFiles[${i}]`));
   }
   if (problems.length > 0)
     throw new InvalidArgumentError(`invalid shim spec: ${problems.join('; ')}`, { problems });

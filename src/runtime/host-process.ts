@@ -58,7 +58,7 @@ export function hostShimSpec(
     | 'exitPath'
     | 'socketPath'
   > &
-    Partial<Pick<ShimSpec, 'agent' | 'agentStart' | 'bootTimeoutMs'>>,
+    Partial<Pick<ShimSpec, 'agent' | 'agentStart' | 'bootTimeoutMs' | 'reclaimFiles'>>,
 ): ShimSpec {
   const caps = HOST_BOUNDING ?? KNOWN_CAPABILITIES;
   return {

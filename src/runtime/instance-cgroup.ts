@@ -39,6 +39,8 @@ export function signalName(signal: number): NodeJS.Signals {
 /** What a runtime remembers of an instance that runs in a cgroup of its own making. */
 export interface CgroupInstanceFiles extends ShimInstanceFiles {
   cgroupPath: string;
+  /** The monitor came from the standby pool and sits in the instance's cgroup (not counted as the instance's). */
+  monitorInCgroup?: boolean;
 }
 
 /** A runtime on abode-shim whose instances each get a cgroup `cgroupParent/ID` from `cgroups`. */
@@ -67,11 +69,17 @@ export abstract class CgroupShimRuntime<F extends CgroupInstanceFiles> extends S
   }
 
   async stats(id: string): Promise<ResourceStats> {
-    return instanceStats(this.cgroups, (await this.files(id)).cgroupPath);
+    const files = await this.files(id);
+    const stats = await instanceStats(this.cgroups, files.cgroupPath);
+    if (!files.monitorInCgroup) return stats;
+    const limit = stats.pids.limit === null ? null : stats.pids.limit - 1;
+    return { ...stats, pids: { current: Math.max(0, stats.pids.current - 1), limit } };
   }
 
   async pids(id: string): Promise<number[]> {
-    return instancePids(this.cgroups, (await this.files(id)).cgroupPath);
+    const files = await this.files(id);
+    const pids = await instancePids(this.cgroups, files.cgroupPath);
+    return files.monitorInCgroup ? pids.filter((pid) => pid !== files.shimPid) : pids;
   }
 
   async delete(id: string): Promise<void> {

@@ -2,7 +2,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { release, tmpdir } from 'node:os';
+import { availableParallelism, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Abode, alive, hostSnapshot } from './harness.js';
 
@@ -96,6 +96,34 @@ describe('isolation inside a VM', () => {
     ]);
     const kb = Number(/MemTotal:\s+(\d+)/.exec(out)?.[1]);
     assert.ok(kb > 180_000 && kb <= 262_144, `MemTotal ${kb} kB`);
+  });
+
+  test('--cpus is the number of vCPUs; two by default (fewer only on a smaller host)', () => {
+    const vcpus = (args: string[]) =>
+      Number(ok(['run', '--rm', '--isolation', 'vm', ...args, 'busybox', 'nproc']).trim());
+    assert.equal(vcpus(['--cpus', '1']), 1);
+    assert.equal(vcpus([]), Math.min(2, availableParallelism()));
+  });
+
+  test('/etc/hostname and /etc/hosts name the instance, also with --read-only', () => {
+    const out = ok([
+      'run',
+      '--rm',
+      '--isolation',
+      'vm',
+      '--hostname',
+      'house1',
+      '--read-only',
+      'busybox',
+      'sh',
+      '-c',
+      'hostname; cat /etc/hostname; grep -c "127.0.0.1.*localhost house1" /etc/hosts; touch /x 2>&1 || true',
+    ]);
+    const [name, file, hosts, readOnly] = out.trim().split('\n');
+    assert.equal(name, 'house1');
+    assert.equal(file, 'house1');
+    assert.equal(hosts, '1');
+    assert.match(readOnly ?? '', /Read-only file system/);
   });
 });
 

@@ -4,8 +4,8 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { InternalError, UnavailableError } from '../../core/errors.js';
@@ -13,9 +13,25 @@ import { InternalError, UnavailableError } from '../../core/errors.js';
 const run = promisify(execFile);
 const building = new Map<string, Promise<string>>();
 
+/** Changes when what a base disk holds beside the layers changes (older disks are then rebuilt). */
+const DISK_LAYOUT = 'abode-disk-2';
+
+/**
+ * The init layer, as docker's: mount points the agent needs, and the files it bind-mounts its own
+ * over (/etc/hostname, /etc/hosts), so that booting never has to write the image's disk.
+ */
+const INIT_DIRS: [string, number][] = [
+  ['dev', 0o755],
+  ['proc', 0o555],
+  ['sys', 0o555],
+  ['tmp', 0o1777],
+  ['etc', 0o755],
+];
+const INIT_FILES = ['etc/hostname', 'etc/hosts'];
+
 /** The ext4 image of these layer directories (top first, as overlay's lowerdir lists them), built on first use. */
 export function ensureBaseDisk(cacheDir: string, lowerdirs: string[]): Promise<string> {
-  const key = createHash('sha256').update(lowerdirs.join(':')).digest('hex').slice(0, 24);
+  const key = createHash('sha256').update(DISK_LAYOUT).update(lowerdirs.join(':')).digest('hex').slice(0, 24);
   const path = join(cacheDir, `${key}.ext4`);
   if (existsSync(path)) return Promise.resolve(path);
   let pending = building.get(path);
@@ -30,12 +46,25 @@ async function buildBaseDisk(cacheDir: string, lowerdirs: string[], path: string
   await mkdir(cacheDir, { recursive: true });
   const tmp = await mkdtemp(join(cacheDir, '.build-'));
   const view = join(tmp, 'view');
+  const init = join(tmp, 'init');
   let mounted = false;
   try {
-    let source = lowerdirs[0] ?? view;
-    await mkdir(view);
-    if (lowerdirs.length > 1) {
-      await run('mount', ['-t', 'overlay', 'overlay', '-o', `ro,lowerdir=${lowerdirs.join(':')}`, view]);
+    for (const [dir, mode] of INIT_DIRS) {
+      await mkdir(join(init, dir), { recursive: true });
+      await chmod(join(init, dir), mode); // exact, whatever the umask
+    }
+    for (const file of INIT_FILES) await writeFile(join(init, file), '', { mode: 0o644 });
+    let source = init;
+    if (lowerdirs.length > 0) {
+      await mkdir(view);
+      await run('mount', [
+        '-t',
+        'overlay',
+        'overlay',
+        '-o',
+        `ro,lowerdir=${[init, ...lowerdirs].join(':')}`,
+        view,
+      ]);
       mounted = true;
       source = view;
     }
@@ -77,15 +106,28 @@ async function buildBaseDisk(cacheDir: string, lowerdirs: string[], path: string
   }
 }
 
-/** Creates the instance's copy-on-write disk over base unless it exists (it survives restarts). */
+/**
+ * Creates the instance's copy-on-write disk over base unless it exists (it survives restarts): a copy
+ * of an empty overlay made once per base disk (qemu-img costs a process start per instance; the
+ * qcow2 header names the base by its absolute path, the same for every copy).
+ */
 export async function ensureOverlayDisk(qemuImg: string, base: string, path: string): Promise<void> {
   if (existsSync(path)) return;
-  try {
-    await run(qemuImg, ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base, `${path}.tmp`]);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new UnavailableError(`${qemuImg} is missing: install it with apt-get install qemu-utils`);
-    throw new InternalError(`cannot create the VM's disk: ${(error as { stderr?: string }).stderr ?? error}`);
+  const template = `${base}.overlay.qcow2`;
+  if (!existsSync(template)) {
+    const tmp = `${template}.${process.pid}.tmp`;
+    try {
+      await run(qemuImg, ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base, tmp]);
+    } catch (error) {
+      await rm(tmp, { force: true });
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+        throw new UnavailableError(`${qemuImg} is missing: install it with apt-get install qemu-utils`);
+      throw new InternalError(
+        `cannot create the VM's disk: ${(error as { stderr?: string }).stderr ?? error}`,
+      );
+    }
+    await rename(tmp, template);
   }
+  await copyFile(template, `${path}.tmp`, constants.COPYFILE_FICLONE);
   await rename(`${path}.tmp`, path);
 }

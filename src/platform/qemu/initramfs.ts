@@ -1,4 +1,9 @@
-/** The guest's initramfs: abode-agent as /init and the virtio modules, uncompressed, cached per agent and kernel. */
+/**
+ * The guest's initramfs: abode-agent as /init and the virtio modules, uncompressed, cached per agent
+ * and kernel. The agent loads them in groups: /modules first (the virtio bus), then at once
+ * /modules.port (its channel, then READY) and, in a child, /modules.root (the root disk, then its
+ * mount) and /modules.late (the balloon); /modules.virtiofs only for an instance with volumes.
+ */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -6,6 +11,17 @@ import { basename, join } from 'node:path';
 import { UnavailableError } from '../../core/errors.js';
 import { CPIO_CHAR, CPIO_DIR, CPIO_FILE, writeCpio, type CpioEntry } from './cpio.js';
 import type { GuestKernel } from './kernel.js';
+
+/** Changes when the initramfs's files change shape (a cached one of another layout is not reused). */
+const LAYOUT = 'abode-initramfs-3';
+
+/** The agent channel's driver. */
+const PORT_MODULES: ReadonlySet<string> = new Set(['virtio_console.ko']);
+/** The root disk's driver. */
+const ROOT_MODULES: ReadonlySet<string> = new Set(['virtio_blk.ko']);
+/** Not needed to run the process (free page reporting). */
+const LATE_MODULES: ReadonlySet<string> = new Set(['virtio_balloon.ko']);
+const GROUPED = [PORT_MODULES, ROOT_MODULES, LATE_MODULES];
 
 /** Builds (or reuses) the initramfs for this agent binary and kernel; returns its path. */
 export async function ensureInitramfs(
@@ -20,6 +36,7 @@ export async function ensureInitramfs(
     throw new UnavailableError(`the guest agent ${agentPath} is missing; build it with: make -C native`);
   }
   const hash = createHash('sha256')
+    .update(LAYOUT)
     .update(agent)
     .update(kernel.key)
     .update([...kernel.modules, ...kernel.virtiofsModules].join('\n'))
@@ -32,6 +49,13 @@ export async function ensureInitramfs(
     Promise.all(list.map(async (m) => ({ name: basename(m), data: await readFile(m) })));
   const modules = await load(kernel.modules);
   const virtiofs = await load(kernel.virtiofsModules);
+  const group = (names: ReadonlySet<string> | undefined) =>
+    modules.filter((m) => (names ? names.has(m.name) : !GROUPED.some((group) => group.has(m.name))));
+  const list = (path: string, files: { name: string }[]): CpioEntry => ({
+    path,
+    mode: CPIO_FILE | 0o644,
+    data: Buffer.from(files.map((m) => `${m.name}\n`).join('')),
+  });
   const entries: CpioEntry[] = [
     { path: 'dev', mode: CPIO_DIR | 0o755 },
     { path: 'dev/console', mode: CPIO_CHAR | 0o600, rdevMajor: 5, rdevMinor: 1 },
@@ -45,17 +69,12 @@ export async function ensureInitramfs(
       mode: CPIO_FILE | 0o644,
       data: m.data,
     })),
-    {
-      path: 'modules',
-      mode: CPIO_FILE | 0o644,
-      data: Buffer.from(modules.map((m) => `${m.name}\n`).join('')),
-    },
+    list('modules', group(undefined)),
+    list('modules.port', group(PORT_MODULES)),
+    list('modules.root', group(ROOT_MODULES)),
+    list('modules.late', group(LATE_MODULES)),
     // Loaded on demand (an instance with volumes): the agent keeps them open across the switch of root.
-    {
-      path: 'modules.virtiofs',
-      mode: CPIO_FILE | 0o644,
-      data: Buffer.from(virtiofs.map((m) => `${m.name}\n`).join('')),
-    },
+    list('modules.virtiofs', virtiofs),
     { path: 'init', mode: CPIO_FILE | 0o755, data: agent },
   ];
   await writeFile(`${path}.tmp`, writeCpio(entries));

@@ -75,6 +75,7 @@ describe('kernel command line', () => {
     assert.match(line, /\btsc_early_khz=2600000\b/);
     assert.match(line, /^console=ttyS0 quiet panic=-1/);
     assert.match(line, /cryptomgr.notests/);
+    assert.match(line, /initcall_blacklist=tracer_init_tracefs,init_kprobe_trace/);
   });
   it('leaves them out when the TSC is unknown', () => {
     assert.doesNotMatch(kernelCmdline({}), /lpj=|tsc_early_khz=/);
@@ -116,7 +117,8 @@ describe('QEMU arguments', () => {
     assert.match(joined, /-accel kvm -cpu host/);
   });
   it('sizes the machine from --memory and --cpus', () => {
-    assert.deepEqual(machineSize(undefined, undefined), { memoryMiB: 256, cpus: 1 });
+    assert.deepEqual(machineSize(undefined, undefined, 8), { memoryMiB: 256, cpus: 2 });
+    assert.deepEqual(machineSize(undefined, undefined, 1), { memoryMiB: 256, cpus: 1 });
     assert.deepEqual(machineSize(512 * 2 ** 20, 1.5e9), { memoryMiB: 512, cpus: 2 });
     assert.deepEqual(machineSize(2 ** 20, 1e8), { memoryMiB: 64, cpus: 1 });
   });
@@ -216,7 +218,7 @@ describe('run options for the guest', () => {
     assert.doesNotMatch(qemuArgs(m).join(' '), /cache=unsafe/);
   });
 
-  it('shares need shared guest RAM and modern virtio-mmio', () => {
+  it('guest RAM is a shared memfd (small host pages); shares add modern virtio-mmio and vhost-user', () => {
     const base = {
       qemu: 'q',
       accel: 'tcg' as const,
@@ -228,7 +230,9 @@ describe('run options for the guest', () => {
       consolePath: 'c',
     };
     const plain = qemuArgs(base).join(' ');
-    assert.doesNotMatch(plain, /memfd|vhost-user/);
+    assert.match(plain, /memory-backend=ram/);
+    assert.match(plain, /memory-backend-memfd,id=ram,size=256M,share=on/);
+    assert.doesNotMatch(plain, /vhost-user|force-legacy/);
     const shared = qemuArgs({ ...base, shares: [{ tag: 'abode0', socket: '/run/fs0.sock' }] }).join(' ');
     assert.match(shared, /memory-backend=ram/);
     assert.match(shared, /memory-backend-memfd,id=ram,size=256M,share=on/);

@@ -1,12 +1,9 @@
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Bundle, ExecHandle, ExitStatus, ResourceStats, Runtime } from '../../core/runtime.js';
-import type { OciProcess, OciResources, OciSeccomp } from '../../core/oci.js';
+import type { Bundle, ExecHandle, ExitStatus, Runtime } from '../../core/runtime.js';
+import type { OciProcess, OciSeccomp } from '../../core/oci.js';
 import type { ShimSpec } from '../../platform/native-protocol.js';
-import type { Cgroup, CgroupDriver } from '../../platform/cgroups/index.js';
-import { spawnStandbyShim } from '../../platform/shim.js';
+import type { CgroupDriver } from '../../platform/cgroups/index.js';
 import { compileSeccomp } from '../../platform/seccomp/compile.js';
 import { capabilityMask } from '../../core/security/capabilities.js';
 import { parseMountOptions } from '../../platform/mount-options.js';
@@ -14,6 +11,7 @@ import { readUserDb, resolveUser } from '../../platform/user.js';
 import { execFailure, processFailure } from '../errors.js';
 import { HOST_BOUNDING as BOUNDING, lowerDirs, noEnvironment } from '../host-process.js';
 import { CgroupShimRuntime, signalName, type CgroupInstanceFiles } from '../instance-cgroup.js';
+import { StandbyPool } from '../standby-pool.js';
 import {
   execMonitorPaths,
   fromShimExit,
@@ -94,20 +92,6 @@ const DEFAULT_SYMLINKS: [string, string][] = [
 /** The capabilities this process may pass on (all, when /proc does not say). */
 const HOST_BOUNDING = BOUNDING ?? ~0n;
 
-/** What the runtime remembers of one instance, beside its bundle, so a restarted daemon finds it. */
-interface InstanceFiles extends CgroupInstanceFiles {
-  /** The monitor came from the standby pool and sits in the instance's cgroup. */
-  monitorInCgroup?: boolean;
-}
-
-const REFILL_DELAY_MS = 30;
-
-interface Standby {
-  child: ChildProcess;
-  cgroupPath: string;
-  cgroup: Cgroup;
-}
-
 export interface ContainerRuntimeOptions {
   /** Runtime files (sockets, specs) per instance: tmpfs in production. */
   runRoot: string;
@@ -117,107 +101,32 @@ export interface ContainerRuntimeOptions {
   cgroupParent: string;
   /** Keep a standby monitor in a fresh cgroup ready for the next create (default true). */
   standby?: boolean;
+  /** The pool of standby monitors to take from (shared with other runtimes); one of its own otherwise. */
+  pool?: StandbyPool;
 }
 
 /** Containers: namespaces and cgroups around an overlay root, prepared and watched by abode-shim. */
-export class ContainerRuntime extends CgroupShimRuntime<InstanceFiles> implements Runtime {
+export class ContainerRuntime extends CgroupShimRuntime<CgroupInstanceFiles> implements Runtime {
   readonly name = 'container';
   readonly capabilities = { exec: true, pty: true, stats: true, top: true };
 
+  private readonly pool?: StandbyPool;
+  private readonly ownsPool: boolean;
+
   constructor(private readonly options: ContainerRuntimeOptions) {
     super(options.runRoot, 'c', options.cgroups, options.cgroupParent);
-    if (options.standby !== false) this.refill();
+    this.ownsPool = !options.pool && options.standby !== false;
+    this.pool = options.standby === false ? undefined : (options.pool ?? new StandbyPool(options));
   }
 
-  /**
-   * A standby monitor already in a fresh cgroup of the pool: moving a process into a v1 cgroup waits out an
-   * RCU grace period (~15 ms here), so that wait happens ahead of the next create instead of inside it.
-   * The monitor then stays in the instance's cgroup (its pid is not the instance's; the pids limit counts it).
-   */
-  private standby?: Promise<Standby | undefined>;
-
-  /** Every pool cgroup this runtime made (each becomes an instance's cgroup or goes with close()). */
-  readonly pools = new Set<string>();
-
-  private refill(): void {
-    const made = (async (): Promise<Standby | undefined> => {
-      const cgroupPath = `${this.options.cgroupParent}/pool-${randomBytes(8).toString('hex')}`;
-      this.pools.add(cgroupPath);
-      const cgroup = await this.options.cgroups.create(cgroupPath, undefined);
-      await mkdir(this.options.runRoot, { recursive: true });
-      const child = spawnStandbyShim(
-        this.options.shimPath,
-        cgroup.procsFiles(),
-        join(this.options.runRoot, 'standby.stderr'),
-      );
-      return { child, cgroupPath, cgroup };
-    })().catch(() => undefined);
-    this.standby = made;
+  /** Every pool cgroup the runtime's own pool made. */
+  get pools(): ReadonlySet<string> {
+    return this.ownsPool && this.pool ? this.pool.made : new Set();
   }
 
-  /** Takes the standby monitor (and starts the next), its cgroup set to `resources`; none if it is not usable. */
-  private async takeStandby(resources: OciResources | undefined): Promise<Standby | undefined> {
-    const taken = await this.standby;
-    this.standby = undefined;
-    if (this.options.standby === false) return undefined;
-    // The next standby's cgroup migration holds up forks, execs and exits host-wide for a moment: start it
-    // once a short-lived process would be done, not while this one starts.
-    setTimeout(() => {
-      if (!this.standby && !this.closed) this.refill();
-    }, REFILL_DELAY_MS).unref();
-    if (!taken) return undefined;
-    if (taken.child.exitCode !== null || taken.child.signalCode !== null) {
-      await taken.cgroup.destroy().catch(() => undefined);
-      return undefined;
-    }
-    try {
-      // The monitor counts against the pids limit: allow for it.
-      const pids = resources?.pids?.limit !== undefined ? { pids: { limit: resources.pids.limit + 1 } } : {};
-      if (resources) await taken.cgroup.update({ ...resources, ...pids });
-      return taken;
-    } catch (error) {
-      taken.child.kill('SIGKILL');
-      await taken.cgroup.destroy().catch(() => undefined);
-      throw error;
-    }
-  }
-
-  private closed = false;
-
-  /** Ends the standby monitor and removes its cgroup. */
+  /** Ends the standby monitor of the runtime's own pool and removes its cgroup. */
   async close(): Promise<void> {
-    this.closed = true;
-    const standby = await this.standby;
-    this.standby = undefined;
-    if (standby) {
-      standby.child.stdin?.end();
-      standby.child.kill('SIGKILL');
-      await standby.cgroup.destroy().catch(() => undefined);
-    }
-  }
-
-  /** Removes pool cgroups no instance uses (left by a daemon that died). */
-  async collectPool(inUse: (cgroupPath: string) => boolean): Promise<void> {
-    const current = (await this.standby)?.cgroupPath;
-    for (const path of await this.options.cgroups.listChildren(this.options.cgroupParent).catch(() => [])) {
-      if (!path.split('/').pop()?.startsWith('pool-') || path === current || inUse(path)) continue;
-      const cgroup = await this.options.cgroups.open(path).catch(() => undefined);
-      if (cgroup && (await cgroup.pids()).length === 0) await cgroup.destroy().catch(() => undefined);
-    }
-  }
-
-  override async pids(id: string): Promise<number[]> {
-    const files = await this.files(id);
-    const pids = await super.pids(id);
-    return files.monitorInCgroup ? pids.filter((pid) => pid !== files.shimPid) : pids;
-  }
-
-  override async stats(id: string): Promise<ResourceStats> {
-    const files = await this.files(id);
-    const stats = await super.stats(id);
-    if (!files.monitorInCgroup) return stats;
-    const limit = stats.pids.limit === null ? null : stats.pids.limit - 1;
-    return { ...stats, pids: { current: Math.max(0, stats.pids.current - 1), limit } };
+    if (this.ownsPool) await this.pool?.close();
   }
 
   async create(id: string, bundle: Bundle): Promise<{ pid: number }> {
@@ -227,13 +136,13 @@ export class ContainerRuntime extends CgroupShimRuntime<InstanceFiles> implement
     const rootfs = join(bundle.dir, 'rootfs');
     await mkdir(rootfs, { recursive: true });
     const resources = bundle.spec.linux.resources;
-    const standby = await this.takeStandby(resources);
+    const standby = await this.pool?.take(resources);
     const cgroupPath = standby?.cgroupPath ?? this.cgroupPath(id);
     const cgroup = standby?.cgroup ?? (await this.options.cgroups.create(cgroupPath, resources));
     try {
       const spec = await this.shimSpec(id, bundle, rootfs, runDir, cgroup.procsFiles());
       const ready = await startMonitorIn(this.options.shimPath, runDir, spec, standby?.child);
-      const files: InstanceFiles = {
+      const files: CgroupInstanceFiles = {
         bundleDir: bundle.dir,
         runDir,
         pid: ready.pid,
@@ -318,11 +227,11 @@ export class ContainerRuntime extends CgroupShimRuntime<InstanceFiles> implement
   }
 
   /** The exit record with oomKilled from the cgroup (when SIGKILL ended the process). */
-  protected override exitOf(files: InstanceFiles): ExitOf {
+  protected override exitOf(files: CgroupInstanceFiles): ExitOf {
     return (record) => this.withOom(files, fromShimExit(record));
   }
 
-  private async withOom(files: InstanceFiles, exit: ExitStatus): Promise<ExitStatus> {
+  private async withOom(files: CgroupInstanceFiles, exit: ExitStatus): Promise<ExitStatus> {
     if (exit.signal !== 9) return exit;
     try {
       const cgroup = await this.options.cgroups.open(files.cgroupPath);

@@ -4,7 +4,7 @@
  * QEMU's stdio (native/agent-protocol.h): the shim stays the instance's monitor, so logs, attach,
  * exit records and daemon restarts work as for containers.
  */
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Bundle, ExecHandle, ResourceStats, Runtime, RuntimeState } from '../../core/runtime.js';
 import type { OciProcess, OciResources, OciSpec } from '../../core/oci.js';
@@ -22,6 +22,7 @@ import { qmpGuestMemory, qmpStatus } from '../../platform/qemu/qmp.js';
 import { processFailure } from '../errors.js';
 import { findOnPath, hostShimSpec, lowerDirs } from '../host-process.js';
 import { CgroupShimRuntime } from '../instance-cgroup.js';
+import type { StandbyPool } from '../standby-pool.js';
 import { execMonitorPaths, makeExecDir, startExec, startMonitor, startMonitorIn } from '../shim-instance.js';
 import { consoleTail, parseStartError, type VmFiles } from './files.js';
 
@@ -45,6 +46,8 @@ export interface VmRuntimeOptions {
   bootTimeoutMs?: number;
   /** virtiofsd (default: Debian's /usr/lib/qemu/virtiofsd). */
   virtiofsd?: string;
+  /** Standby monitors already in a cgroup of their own (QEMU then starts inside it, no migration). */
+  pool?: StandbyPool;
 }
 
 /** The OCI annotation that carries `--kernel` to the runtime. */
@@ -126,8 +129,10 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     await mkdir(runDir, { recursive: true });
     const spec = bundle.spec;
     const size = machineSize(spec.linux.resources?.memory?.limit, nanoCpus(spec.linux.resources));
-    const cgroupPath = this.cgroupPath(id);
-    const cgroup = await this.options.cgroups.create(cgroupPath, hostResources(spec.linux.resources));
+    const resources = hostResources(spec.linux.resources);
+    const standby = await this.options.pool?.take(resources);
+    const cgroupPath = standby?.cgroupPath ?? this.cgroupPath(id);
+    const cgroup = standby?.cgroup ?? (await this.options.cgroups.create(cgroupPath, resources));
     const consolePath = join(runDir, 'console.log');
     const qmpSocket = join(runDir, 'qmp.sock');
     const discardRoot = spec.annotations?.[AUTO_REMOVE_ANNOTATION] === 'true';
@@ -179,10 +184,12 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
           discardRoot,
         }),
         bootTimeoutMs: this.options.bootTimeoutMs ?? 60_000,
+        // As /proc/PID/maps names them.
+        reclaimFiles: await Promise.all([kernel.image, initrd].map((file) => realpath(file))),
       });
       let ready;
       try {
-        ready = await startMonitorIn(this.options.shimPath, runDir, shimSpec);
+        ready = await startMonitorIn(this.options.shimPath, runDir, shimSpec, standby?.child);
       } catch (error) {
         const tail = await consoleTail(consolePath);
         const qemuErr = (await readFile(join(runDir, 'shim.stderr'), 'utf8').catch(() => '')).trim();
@@ -203,6 +210,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
         consolePath,
         qmpSocket,
         diskPath,
+        ...(standby ? { monitorInCgroup: true } : {}),
         ...(ready.bootMs !== undefined ? { bootMs: ready.bootMs } : {}),
       };
       await this.saveFiles(files);
@@ -372,7 +380,8 @@ function hostProcessSpec(
   p: Pick<
     ShimSpec,
     'id' | 'args' | 'cgroupProcs' | 'logPath' | 'exitPath' | 'socketPath' | 'agentStart' | 'bootTimeoutMs'
-  > & { agent: 'vm' | 'session' },
+  > &
+    Pick<Partial<ShimSpec>, 'reclaimFiles'> & { agent: 'vm' | 'session' },
 ): ShimSpec {
   return hostShimSpec({ ...p, env: [`PATH=${GUEST_PATH}`], cwd: '/', terminal: false, openStdin: true });
 }
