@@ -19,7 +19,8 @@
  *            (repeated, in order), e=NAME=value (repeated), c=cwd, u=uid, g=gid, G=additional gid
  *            (repeated), t=1 (terminal), i=1 (keep stdin open), h=hostname, r=rows, w=columns;
  *            session 0 only: R=1 (remount the root disk read-only before the process starts),
- *            m=<tag> <ro|rw> <path> (repeated: mount the virtio-fs share <tag> at <path>)
+ *            m=<tag> <ro|rw> <path> (repeated: mount the virtio-fs share <tag> at <path>),
+ *            T=<flags> <options|-> <path> (repeated: mount a tmpfs at <path>, mount(2) flags in decimal)
  *   STDIN    bytes for the session's stdin (the pty with a terminal)
  *   STDIN_EOF  close the session's stdin (not with a terminal)
  *   RESIZE   payload "<rows> <cols>"

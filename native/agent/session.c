@@ -37,6 +37,8 @@ struct proc_spec {
   unsigned short rows, cols;
   char *mounts[32]; /* "<tag> <ro|rw> <path>" */
   size_t nmounts;
+  char *tmpfs[32]; /* "<flags> <options|-> <path>" */
+  size_t ntmpfs;
 };
 
 long long monotonic_ms(void) {
@@ -108,6 +110,10 @@ static void parse_spec(char *payload, size_t len, struct proc_spec *p) {
     case 'm':
       if (p->nmounts < sizeof p->mounts / sizeof p->mounts[0])
         p->mounts[p->nmounts++] = v;
+      break;
+    case 'T':
+      if (p->ntmpfs < sizeof p->tmpfs / sizeof p->tmpfs[0])
+        p->tmpfs[p->ntmpfs++] = v;
       break;
     }
   }
@@ -205,6 +211,23 @@ static int prepare_root(struct proc_spec *p, char *err, size_t errlen) {
     if (mount(tag, path, "virtiofs", flags, NULL) < 0) {
       int e = errno;
       snprintf(err, errlen, "mount the shared directory at %s (virtio-fs %s): %s", path, tag, strerror(e));
+      return e;
+    }
+  }
+  for (size_t i = 0; i < p->ntmpfs; i++) {
+    char *data = strchr(p->tmpfs[i], ' ');
+    char *path = data ? strchr(data + 1, ' ') : NULL;
+    if (!path) {
+      snprintf(err, errlen, "bad tmpfs entry %s", p->tmpfs[i]);
+      return EINVAL;
+    }
+    *data++ = 0;
+    *path++ = 0;
+    mkdir_p(path);
+    unsigned long flags = strtoul(p->tmpfs[i], NULL, 10);
+    if (mount("tmpfs", path, "tmpfs", flags, strcmp(data, "-") == 0 ? NULL : data) < 0) {
+      int e = errno;
+      snprintf(err, errlen, "mount a tmpfs at %s (%s): %s", path, data, strerror(e));
       return e;
     }
   }

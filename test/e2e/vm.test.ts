@@ -331,6 +331,26 @@ describe('run options in a VM', () => {
     assert.match(result.stderr, /Read-only file system/);
   });
 
+  test('--tmpfs mounts a tmpfs whose size limit bites, also on a read-only root', () => {
+    const result = abode.run([
+      'run',
+      '--rm',
+      '--isolation',
+      'vm',
+      '--read-only',
+      '--tmpfs',
+      '/scratch:size=1m',
+      'busybox',
+      'sh',
+      '-c',
+      'grep " /scratch " /proc/mounts; echo small > /scratch/a && cat /scratch/a; dd if=/dev/zero of=/scratch/big bs=1k count=2048',
+    ]);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stdout, /^tmpfs \/scratch tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k/m);
+    assert.match(result.stdout, /^small$/m);
+    assert.match(result.stderr, /No space left on device/);
+  });
+
   test('--memory below what a guest boots in is refused at create (125)', () => {
     const result = abode.run(['run', '--rm', '--isolation', 'vm', '--memory', '64m', 'busybox', 'true']);
     assert.equal(result.code, 125);

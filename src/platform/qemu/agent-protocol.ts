@@ -18,6 +18,8 @@ export interface AgentProcess {
   readOnly?: boolean;
   /** Main process only: virtio-fs shares to mount before the process starts. */
   mounts?: AgentMount[];
+  /** Main process only: tmpfs mounts (--tmpfs), after the shares. */
+  tmpfs?: AgentTmpfs[];
   /** Main process only: the root disk is thrown away after the exit (--rm), so power-off skips the sync and the shim kills QEMU at the EXIT. */
   discardRoot?: boolean;
 }
@@ -27,6 +29,13 @@ export interface AgentMount {
   tag: string;
   destination: string;
   readOnly: boolean;
+}
+
+/** A tmpfs at `destination` in the guest: mount(2) flags and the file system's options (size=, mode=). */
+export interface AgentTmpfs {
+  destination: string;
+  flags: number;
+  data: string;
 }
 
 /** Encodes a process as NUL-terminated "k=v" entries; throws on values the encoding cannot carry. */
@@ -46,6 +55,8 @@ export function encodeAgentStart(p: AgentProcess): Buffer {
     ...(p.readOnly ? ['R=1'] : []),
     ...(p.discardRoot ? ['D=1'] : []),
     ...(p.mounts ?? []).map((m) => `m=${m.tag} ${m.readOnly ? 'ro' : 'rw'} ${m.destination}`),
+    // "-": no options (the data field is never empty, so that the path may hold spaces).
+    ...(p.tmpfs ?? []).map((t) => `T=${t.flags} ${t.data.replace(/ /g, '') || '-'} ${t.destination}`),
   ];
   const bad = entries.filter((e) => e.includes('\0'));
   if (bad.length > 0) throw new InvalidArgumentError(`process values contain NUL bytes: ${bad.join(', ')}`);

@@ -159,7 +159,7 @@ describe('agent START payload', () => {
 });
 
 describe('run options for the guest', () => {
-  it('carries --read-only and virtio-fs mounts to the agent (main process only)', () => {
+  it('carries --read-only, virtio-fs and tmpfs mounts to the agent (main process only)', () => {
     const p = {
       args: ['true'],
       env: [],
@@ -174,11 +174,17 @@ describe('run options for the guest', () => {
       ...p,
       readOnly: true,
       mounts: [{ tag: 'abode0', destination: '/my data', readOnly: true }],
+      tmpfs: [
+        { destination: '/scratch space', flags: 14, data: 'size=1m,mode=1777' },
+        { destination: '/run', flags: 6, data: '' },
+      ],
     })
       .toString()
       .split('\0');
     assert.ok(entries.includes('R=1'));
     assert.ok(entries.includes('m=abode0 ro /my data'));
+    assert.ok(entries.includes('T=14 size=1m,mode=1777 /scratch space'));
+    assert.ok(entries.includes('T=6 - /run'));
     assert.ok(!encodeAgentStart(p).toString().includes('R=1'));
   });
 

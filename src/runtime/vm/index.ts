@@ -16,7 +16,13 @@ import { ensureKernel, type GuestKernel } from '../../platform/qemu/kernel.js';
 import { ensureInitramfs } from '../../platform/qemu/initramfs.js';
 import { ensureBaseDisk, ensureOverlayDisk } from '../../platform/qemu/disk.js';
 import { hostTscKhz, kernelCmdline, machineSize, MIN_GUEST_MIB, qemuArgs } from '../../platform/qemu/args.js';
-import { encodeAgentStart, type AgentMount, type AgentProcess } from '../../platform/qemu/agent-protocol.js';
+import {
+  encodeAgentStart,
+  type AgentMount,
+  type AgentProcess,
+  type AgentTmpfs,
+} from '../../platform/qemu/agent-protocol.js';
+import { parseMountOptions } from '../../platform/mount-options.js';
 import { startVirtiofsd, type Share } from '../../platform/qemu/virtiofsd.js';
 import { qmpGuestMemory, qmpStatus } from '../../platform/qemu/qmp.js';
 import { processFailure } from '../errors.js';
@@ -54,6 +60,9 @@ export interface VmRuntimeOptions {
 export const KERNEL_ANNOTATION = 'org.abode.kernel';
 /** The OCI annotation that says the instance is removed when it exits (--rm): its disk is thrown away. */
 export const AUTO_REMOVE_ANNOTATION = 'org.abode.auto-remove';
+
+/** Mounts of every container's spec that the guest makes itself. */
+const GUEST_OWN_MOUNTS = new Set(['/dev', '/dev/shm']);
 
 /** Bind mounts the engine adds for every instance; a VM writes these files itself. */
 const ENGINE_FILES = new Set(['/etc/resolv.conf', '/etc/hostname', '/etc/hosts']);
@@ -181,6 +190,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
           hostname: spec.hostname ?? '',
           readOnly: spec.root.readonly ?? false,
           mounts,
+          tmpfs: userTmpfs(spec),
           discardRoot,
         }),
         bootTimeoutMs: this.options.bootTimeoutMs ?? 60_000,
@@ -336,6 +346,16 @@ async function sharedDirectories(
       return { source: m.source!, destination: m.destination, readOnly: (m.options ?? []).includes('ro') };
     }),
   );
+}
+
+/** The instance's --tmpfs mounts (not the /dev and /dev/shm every container gets: the guest has its own). */
+function userTmpfs(spec: OciSpec): AgentTmpfs[] {
+  return (spec.mounts ?? [])
+    .filter((m) => m.type === 'tmpfs' && !GUEST_OWN_MOUNTS.has(m.destination))
+    .map((m) => {
+      const { flags, data } = parseMountOptions(m.options);
+      return { destination: m.destination, flags, data };
+    });
 }
 
 function killQuietly(pid: number): void {
