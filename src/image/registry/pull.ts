@@ -485,6 +485,8 @@ async function downloadBlob(
     try {
       await target.commit({ digest: desc.digest, size: desc.size });
     } catch (err) {
+      // An unpack worker that died is an internal error, not a bad blob.
+      if (err instanceof AbodeError && err.code === 'internal') throw withWhere(err, what);
       const m = /got (sha256:[a-f0-9]+)/.exec((err as Error).message);
       throw new InvalidArgumentError(
         m
