@@ -361,6 +361,13 @@ static void exit_record(struct monitor *m, struct buf *j) {
   if (m->guest_exited) {
     code = m->guest_code;
     sig = m->guest_signal;
+  } else if (m->spec->agent == 1 && WIFEXITED(m->status)) {
+    /* QEMU ended on its own (a SIGTERM to it, a power-off or panic inside) before the guest reported
+     * its process's exit: that process did not succeed, whatever QEMU's own code says */
+    code = 255;
+    if (!m->start_error[0])
+      snprintf(m->start_error, sizeof m->start_error,
+               "the VM stopped before its process exited (QEMU exited with status %d)", WEXITSTATUS(m->status));
   } else if (WIFEXITED(m->status))
     code = WEXITSTATUS(m->status);
   else if (WIFSIGNALED(m->status)) {

@@ -171,6 +171,16 @@ describe('processes in a VM', () => {
     ok(['rm', 'killed']);
   });
 
+  test('QEMU ended from outside (SIGTERM) before the guest reported an exit: 255 and why, never 0', () => {
+    const id = ok(['run', '-d', '--isolation', 'vm', 'busybox', 'sleep', '1000']).trim();
+    const qemu = Number(ok(['inspect', '-f', '{{.State.Pid}}', id]).trim());
+    assert.ok(qemuProcesses(abode.root).includes(String(qemu)), `pid ${qemu} is QEMU`);
+    process.kill(qemu, 'SIGTERM');
+    assert.equal(ok(['wait', id]).trim(), '255');
+    assert.match(ok(['inspect', '-f', '{{.State.Error}}', id]), /the VM stopped before its process exited/);
+    ok(['rm', id]);
+  });
+
   test('stop of a process that ignores SIGTERM: after the timeout the agent kills it, syncs and powers off', () => {
     ok([
       'run',
