@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants, existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { InternalError, UnavailableError } from '../../core/errors.js';
@@ -98,12 +98,35 @@ async function buildBaseDisk(cacheDir: string, lowerdirs: string[], path: string
         `cannot build the VM's root disk: ${(error as { stderr?: string }).stderr ?? error}`,
       );
     }
+    // What the disk was made of, for sweepBaseDisks.
+    await writeFile(`${path}.json`, JSON.stringify({ lowerdirs }));
     await rename(image, path);
     return path;
   } finally {
     if (mounted) await run('umount', [view]).catch(() => run('umount', ['-l', view]).catch(() => undefined));
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * Removes the base disks (with their empty overlay and record) whose layers are gone: the image was
+ * removed, and no instance can use them any more (an instance keeps its image's layers). Disks that
+ * have no record are left alone.
+ */
+export async function sweepBaseDisks(cacheDir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(cacheDir).catch(() => [] as string[])) {
+    if (!name.endsWith('.ext4')) continue;
+    const disk = join(cacheDir, name);
+    const record = await readFile(`${disk}.json`, 'utf8').catch(() => undefined);
+    if (record === undefined) continue;
+    const { lowerdirs } = JSON.parse(record) as { lowerdirs: string[] };
+    if (lowerdirs.every((dir) => existsSync(dir))) continue;
+    await rm(disk, { force: true });
+    await Promise.all([`${disk}.overlay.qcow2`, `${disk}.json`].map((f) => rm(f, { force: true })));
+    removed.push(disk);
+  }
+  return removed;
 }
 
 /**

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { encodeAgentStart } from './agent-protocol.js';
 import { kernelCmdline, machineSize, qemuArgs } from './args.js';
 import { CPIO_DIR, CPIO_FILE, writeCpio } from './cpio.js';
+import { sweepBaseDisks } from './disk.js';
 import { lz4Block, lz4LegacyDecompress } from './lz4.js';
 
 function hasCpio(): boolean {
@@ -247,6 +248,33 @@ describe('run options for the guest', () => {
       shared,
       /socket,id=fs0,path=\/run\/fs0.sock -device vhost-user-fs-device,chardev=fs0,tag=abode0/,
     );
+  });
+});
+
+describe('base disks', () => {
+  it('the sweep removes the disks whose layers are gone, with their overlay and record; keeps the rest', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'abode-disks-'));
+    try {
+      const layer = join(dir, 'layer');
+      mkdirSync(layer);
+      const disk = (name: string, lowerdirs?: string[]) => {
+        const path = join(dir, `${name}.ext4`);
+        writeFileSync(path, 'ext4');
+        writeFileSync(`${path}.overlay.qcow2`, 'qcow2');
+        if (lowerdirs) writeFileSync(`${path}.json`, JSON.stringify({ lowerdirs }));
+        return path;
+      };
+      const kept = disk('kept', [layer]);
+      const gone = disk('gone', [layer, join(dir, 'removed-layer')]);
+      const unrecorded = disk('unrecorded');
+      assert.deepEqual(await sweepBaseDisks(dir), [gone]);
+      for (const f of [gone, `${gone}.overlay.qcow2`, `${gone}.json`]) assert.ok(!existsSync(f), f);
+      for (const f of [kept, `${kept}.overlay.qcow2`, `${kept}.json`, unrecorded])
+        assert.ok(existsSync(f), f);
+      assert.deepEqual(await sweepBaseDisks(join(dir, 'none')), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -14,7 +14,7 @@ import type { Cgroup, CgroupDriver } from '../../platform/cgroups/index.js';
 import { readUserDb, resolveUser } from '../../platform/user.js';
 import { ensureKernel, type GuestKernel } from '../../platform/qemu/kernel.js';
 import { ensureInitramfs } from '../../platform/qemu/initramfs.js';
-import { ensureBaseDisk, ensureOverlayDisk } from '../../platform/qemu/disk.js';
+import { ensureBaseDisk, ensureOverlayDisk, sweepBaseDisks } from '../../platform/qemu/disk.js';
 import { hostTscKhz, kernelCmdline, machineSize, MIN_GUEST_MIB, qemuArgs } from '../../platform/qemu/args.js';
 import {
   encodeAgentStart,
@@ -128,7 +128,10 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       kernel,
     );
     const lowerdirs = layerDirs(bundle);
-    const base = await ensureBaseDisk(join(this.options.cacheRoot, 'disks'), lowerdirs);
+    const disks = join(this.options.cacheRoot, 'disks');
+    const base = await ensureBaseDisk(disks, lowerdirs);
+    // The disks of removed images go now (a removal does not reach the runtime), beside this create.
+    void sweepBaseDisks(disks).catch(() => undefined);
     const diskPath = join(bundle.dir, 'disk.qcow2');
     await ensureOverlayDisk(qemuImg, base, diskPath);
     await writeFile(join(bundle.dir, 'vm-layers.json'), JSON.stringify(lowerdirs));
