@@ -18,9 +18,11 @@ void boot_mounts(void);
 /* Module files opened ahead (from the initramfs, before the root switch hides it), loaded later. */
 struct module_set {
   int fds[MAX_MODULES];
+  char params[MAX_MODULES][64];
   size_t n;
 };
-/* Opens the modules a list file in the initramfs names (one /lib/modules file a line, in load order). */
+/* Opens the modules a list file in the initramfs names (a line each, in load order: the file's name
+ * in /lib/modules, then optionally a space and the module's parameters). */
 void boot_open_modules(const char *list, struct module_set *set);
 /* Loads and closes the set's modules. */
 void boot_load_modules(struct module_set *set);

@@ -80,19 +80,23 @@ void boot_open_modules(const char *list, struct module_set *set) {
     return;
   for (char *save = NULL, *name = strtok_r(names, "\n", &save); name && set->n < MAX_MODULES;
        name = strtok_r(NULL, "\n", &save)) {
-    char path[256];
+    char path[256], *params = strchr(name, ' ');
+    if (params)
+      *params++ = 0;
     snprintf(path, sizeof path, "/lib/modules/%s", name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
       logf_console("open %s: %s", path, strerror(errno));
-    else
-      set->fds[set->n++] = fd;
+      continue;
+    }
+    snprintf(set->params[set->n], sizeof set->params[set->n], "%s", params ? params : "");
+    set->fds[set->n++] = fd;
   }
 }
 
 void boot_load_modules(struct module_set *set) {
   for (size_t i = 0; i < set->n; i++) {
-    if (syscall(SYS_finit_module, set->fds[i], "", 0) < 0 && errno != EEXIST)
+    if (syscall(SYS_finit_module, set->fds[i], set->params[i], 0) < 0 && errno != EEXIST)
       logf_console("load a module: %s", strerror(errno));
     close(set->fds[i]);
   }
@@ -115,14 +119,13 @@ void boot_modules(const char *list) {
 /*
  * Free page reporting gives the host back free chunks of 2^order pages, 2 MiB by default: the kernel's
  * small free chunks would stay in the host's memory. 6.1 resets the order when the balloon registers,
- * so it is set after the balloon's module is loaded.
+ * so it is set (through `order_fd`, opened before the root switch moves /sys) after the balloon loads.
  */
-static void report_small_free_pages(void) {
-  int fd = open("/sys/module/page_reporting/parameters/page_reporting_order", O_WRONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    (void)!write(fd, "0", 1);
-    close(fd);
-  }
+static void report_small_free_pages(int order_fd) {
+  if (order_fd < 0)
+    return;
+  (void)!write(order_fd, "0", 1);
+  close(order_fd);
 }
 
 /* Removes the initramfs's files once every module is open or loaded: the old root stays in memory
@@ -221,13 +224,14 @@ int boot_root_async(const char *device, struct module_set *root, struct module_s
     drop_modules(late);
     return result[0];
   }
-  /* the child, or this process when fork failed */
+  /* the child, or this process when fork failed; the parent moves /sys once the root is mounted */
+  int order_fd = open("/sys/module/page_reporting/parameters/page_reporting_order", O_WRONLY | O_CLOEXEC);
   struct root_result r = {0};
   r.errnum = mount_root(device, root, r.message, sizeof r.message);
   (void)!write(result[1], &r, sizeof r); /* fits the pipe's buffer: never blocks */
   close(result[1]);
   boot_load_modules(late);
-  report_small_free_pages();
+  report_small_free_pages(order_fd);
   if (pid == 0)
     _exit(0);
   return result[0];
