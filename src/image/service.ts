@@ -115,6 +115,14 @@ function familiar(ref: string): string {
   }
 }
 
+/** The repository of a normalized reference: `docker.io/library/busybox` of `…busybox:latest` or `…busybox@sha256:…`. */
+function repositoryOf(ref: string): string {
+  const at = ref.indexOf('@');
+  if (at >= 0) return ref.slice(0, at);
+  const colon = ref.lastIndexOf(':');
+  return colon > ref.lastIndexOf('/') ? ref.slice(0, colon) : ref;
+}
+
 export class LocalImageService implements ImageService, LayerCommitter {
   private readonly loaded = new Map<string, LoadedImage>();
   /** Built-in images being built, by builder (aliases of one image share one build). */
@@ -491,10 +499,21 @@ export class LocalImageService implements ImageService, LayerCommitter {
         lines.push(`Untagged: ${familiar(r)}`);
       };
       if (found.via === 'tag' || found.via === 'digest') {
+        // As docker: untagging a repository's last tag drops its digest references too; the image
+        // stays only while another reference (a tag, another repository's digest) remains.
+        const repository = repositoryOf(found.ref);
+        const repositoryTagLeft = tags.some((t) => t !== found.ref && repositoryOf(t) === repository);
+        const dropped =
+          found.via === 'tag' && !repositoryTagLeft
+            ? digests.filter((d) => repositoryOf(d) === repository)
+            : [];
         const others =
-          tags.filter((t) => t !== found.ref).length + digests.filter((d) => d !== found.ref).length;
+          tags.filter((t) => t !== found.ref).length +
+          digests.filter((d) => d !== found.ref && !dropped.includes(d)).length;
         if (others > 0 && found.via === 'tag') {
           untag(found.ref);
+          doc.images[id]!.repoDigests = digests.filter((d) => !dropped.includes(d));
+          for (const d of dropped) lines.push(`Untagged: ${familiar(d)}`);
           return;
         }
         if (inUse && !opts.force) {

@@ -75,6 +75,12 @@ describe('registry', () => {
     const again = ok(['pull', `${reg.host}/e2e/app:v1`]);
     assert.match(again, /Already exists/);
     assert.match(again, /Status: Image is up to date for/);
+    // As docker: removing a pulled image's only tag removes the image (its digest reference goes too).
+    const removed = ok(['rmi', `${reg.host}/e2e/app:v1`]);
+    assert.match(removed, new RegExp(`^Untagged: ${reg.host}/e2e/app:v1$`, 'm'));
+    assert.match(removed, new RegExp(`^Untagged: ${reg.host}/e2e/app@${layout.manifestDigest}$`, 'm'));
+    assert.match(removed, /^Deleted: sha256:[a-f0-9]{64}$/m);
+    assert.doesNotMatch(ok(['images', '--digests']), /e2e\/app/);
   });
 
   test("abode's busybox is pushed and skopeo reads it back", async () => {
