@@ -114,6 +114,9 @@ async function main(): Promise<void> {
     accelerator,
     ...(process.env.ABODE_QEMU ? { qemu: process.env.ABODE_QEMU } : {}),
     ...(process.env.ABODE_VM_KERNEL ? { kernel: process.env.ABODE_VM_KERNEL } : {}),
+    ...(Number(process.env.ABODE_TCG_CACHE_MIB) > 0
+      ? { tcgCacheMiB: Number(process.env.ABODE_TCG_CACHE_MIB) }
+      : {}),
   });
   // External OCI runtimes (oci:runc always; oci:crun too when installed): create says when one is missing.
   const ociRuntimes = Object.fromEntries(

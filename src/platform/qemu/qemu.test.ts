@@ -99,7 +99,8 @@ describe('QEMU arguments', () => {
     const args = qemuArgs({ ...base, accel: 'tcg' });
     const joined = args.join(' ');
     assert.match(joined, /-M microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on/);
-    assert.match(joined, /-accel tcg,tb-size=16/);
+    assert.match(joined, /-accel tcg,tb-size=48/);
+    assert.match(qemuArgs({ ...base, accel: 'tcg', tcgCacheMiB: 16 }).join(' '), /-accel tcg,tb-size=16 /);
     assert.doesNotMatch(joined, /pit=off|pic=off|-cpu host/);
     for (const flag of ['-nodefaults', '-no-user-config', '-nographic', '-no-reboot'])
       assert.ok(args.includes(flag));

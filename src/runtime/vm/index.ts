@@ -52,6 +52,8 @@ export interface VmRuntimeOptions {
   bootTimeoutMs?: number;
   /** virtiofsd (default: Debian's /usr/lib/qemu/virtiofsd). */
   virtiofsd?: string;
+  /** TCG's translation cache in MiB (ABODE_TCG_CACHE_MIB in the daemon): less memory, slower boots. */
+  tcgCacheMiB?: number;
   /** Standby monitors already in a cgroup of their own (QEMU then starts inside it, no migration). */
   pool?: StandbyPool;
 }
@@ -170,6 +172,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
         accel: accel.name,
         memoryMiB: size.memoryMiB,
         cpus: size.cpus,
+        ...(this.options.tcgCacheMiB ? { tcgCacheMiB: this.options.tcgCacheMiB } : {}),
         kernel: kernel.image,
         initrd,
         cmdline: kernelCmdline({ tscKhz: await hostTscKhz() }),
