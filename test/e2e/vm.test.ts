@@ -8,7 +8,17 @@ import { Abode, alive, hostSnapshot } from './harness.js';
 
 const abode = new Abode('abode-e2e-vm-');
 const ok = (args: string[], input?: string) => abode.ok(args, input);
-const vm = (...args: string[]) => ['run', '--rm', '--isolation', 'vm', 'busybox', ...args];
+const vm = (...args: string[]) => vmWith([], ...args);
+/** `run --rm --isolation vm FLAGS… busybox ARGS…` */
+const vmWith = (flags: string[], ...args: string[]) => [
+  'run',
+  '--rm',
+  '--isolation',
+  'vm',
+  ...flags,
+  'busybox',
+  ...args,
+];
 
 /** QEMU processes started from this test's state root. */
 function qemuProcesses(root: string): string[] {
@@ -99,26 +109,20 @@ describe('isolation inside a VM', () => {
   });
 
   test('--cpus is the number of vCPUs; two by default (fewer only on a smaller host)', () => {
-    const vcpus = (args: string[]) =>
-      Number(ok(['run', '--rm', '--isolation', 'vm', ...args, 'busybox', 'nproc']).trim());
+    const vcpus = (flags: string[]) => Number(ok(vmWith(flags, 'nproc')).trim());
     assert.equal(vcpus(['--cpus', '1']), 1);
     assert.equal(vcpus([]), Math.min(2, availableParallelism()));
   });
 
   test('/etc/hostname and /etc/hosts name the instance, also with --read-only', () => {
-    const out = ok([
-      'run',
-      '--rm',
-      '--isolation',
-      'vm',
-      '--hostname',
-      'house1',
-      '--read-only',
-      'busybox',
-      'sh',
-      '-c',
-      'hostname; cat /etc/hostname; grep -c "127.0.0.1.*localhost house1" /etc/hosts; touch /x 2>&1 || true',
-    ]);
+    const out = ok(
+      vmWith(
+        ['--hostname', 'house1', '--read-only'],
+        'sh',
+        '-c',
+        'hostname; cat /etc/hostname; grep -c "127.0.0.1.*localhost house1" /etc/hosts; touch /x 2>&1 || true',
+      ),
+    );
     const [name, file, hosts, readOnly] = out.trim().split('\n');
     assert.equal(name, 'house1');
     assert.equal(file, 'house1');
@@ -325,36 +329,23 @@ describe('run options in a VM', () => {
   });
 
   test('--read-only mounts the root disk read-only', () => {
-    const result = abode.run([
-      'run',
-      '--rm',
-      '--isolation',
-      'vm',
-      '--read-only',
-      'busybox',
-      'sh',
-      '-c',
-      'touch /x || echo refused; touch /dev/shm/y && echo shm',
-    ]);
+    const result = abode.run(
+      vmWith(['--read-only'], 'sh', '-c', 'touch /x || echo refused; touch /dev/shm/y && echo shm'),
+    );
     assert.equal(result.code, 0);
     assert.equal(result.stdout, 'refused\nshm\n');
     assert.match(result.stderr, /Read-only file system/);
   });
 
   test('--tmpfs mounts a tmpfs whose size limit bites, also on a read-only root', () => {
-    const result = abode.run([
-      'run',
-      '--rm',
-      '--isolation',
-      'vm',
-      '--read-only',
-      '--tmpfs',
-      '/scratch:size=1m',
-      'busybox',
-      'sh',
-      '-c',
-      'grep " /scratch " /proc/mounts; echo small > /scratch/a && cat /scratch/a; dd if=/dev/zero of=/scratch/big bs=1k count=2048',
-    ]);
+    const result = abode.run(
+      vmWith(
+        ['--read-only', '--tmpfs', '/scratch:size=1m'],
+        'sh',
+        '-c',
+        'grep " /scratch " /proc/mounts; echo small > /scratch/a && cat /scratch/a; dd if=/dev/zero of=/scratch/big bs=1k count=2048',
+      ),
+    );
     assert.notEqual(result.code, 0);
     assert.match(result.stdout, /^tmpfs \/scratch tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k/m);
     assert.match(result.stdout, /^small$/m);
