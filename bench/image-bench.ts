@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Client } from '../src/client/client.js';
 import type { Digest } from '../src/core/digest.js';
 import { ContentStore } from '../src/image/content-store.js';
+import { spreadSubdirectories } from '../src/platform/fs-placement.js';
 import { gunzipStream, LayerStore } from '../src/image/layers.js';
 import { skopeoCopy, startRegistry } from '../test/integration/registry-helpers.js';
 import { CLI, PODMAN_GLOBAL, run, say, type Fixture } from './fixture.js';
@@ -81,7 +82,12 @@ async function unpackBenchmark(dir: string): Promise<{ line: string; table: stri
   // abode's layer store in a root of its own: the tar goes in as a pull streams it (gunzip → diff ID → apply).
   const root = join(work, 'root');
   const layers = new LayerStore(root, new ContentStore(root));
-  const extract = join(work, 'tar');
+  // tar extracts into a fresh directory placed as abode places a layer's (spreadSubdirectories): the
+  // ratio compares extraction, not where ext4 puts the files.
+  const tarRoot = join(work, 'tar-root');
+  await mkdir(tarRoot, { recursive: true });
+  await spreadSubdirectories(tarRoot);
+  const extract = join(tarRoot, 'tar');
   const samples = await interleave(
     [
       {

@@ -19,6 +19,7 @@ import {
 import type { BlobInfo, ContentStore } from './content-store.js';
 import { layerCompression, type Descriptor } from './oci-image.js';
 import { applyTar, type ApplyOptions } from './tar-apply.js';
+import { spreadSubdirectories } from '../platform/fs-placement.js';
 import { isZstd, zstdDecompress } from './zstd.js';
 
 /** What is recorded beside an unpacked layer in `meta.json`. */
@@ -733,8 +734,17 @@ export class LayerStore {
     };
   }
 
+  private prepared?: Promise<unknown>;
+
   private async makeTemp(): Promise<string> {
-    await fs.mkdir(this.dir, { recursive: true });
+    this.prepared ??= fs
+      .mkdir(this.dir, { recursive: true })
+      .then(() => spreadSubdirectories(this.dir))
+      .catch((error: unknown) => {
+        this.prepared = undefined;
+        throw error;
+      });
+    await this.prepared;
     const tmp = join(this.dir, `.tmp-${Date.now()}-${randomBytes(6).toString('hex')}`);
     await fs.mkdir(join(tmp, 'fs'), { recursive: true, mode: 0o755 });
     return tmp;
