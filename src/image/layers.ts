@@ -594,11 +594,18 @@ export class LayerStore {
     tar: NodeJS.ReadableStream,
     expectedDiffId?: Digest,
   ): Promise<LayerInfo> {
+    // The stream may fail while the directory is made (zstd rejects a corrupt blob at once): keep the
+    // error, which would otherwise have no listener.
+    let early: unknown;
+    const keep = (err: unknown) => (early ??= err);
+    tar.on('error', keep);
     const tmp = await this.makeTemp();
     try {
+      if (early) throw early;
       const digester = new Digester();
       const hashing = hashingStream(digester);
       tar.on('error', (err) => hashing.destroy(err));
+      tar.off('error', keep);
       const applied = await applyTar(tar.pipe(hashing), join(tmp, 'fs'), this.applyOptions);
       return await this.commit(tmp, parent, digester.digest(), applied.size, expectedDiffId);
     } catch (err) {

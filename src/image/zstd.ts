@@ -17,7 +17,7 @@ function pipeThrough(input: NodeJS.ReadableStream, args: string[], what: string)
     if (failed) return;
     failed = true;
     child.kill('SIGKILL');
-    out.destroy(err);
+    if (!out.destroyed) out.destroy(err);
   };
   child.on('error', (err: NodeJS.ErrnoException) =>
     fail(
