@@ -253,6 +253,7 @@ static void agent_frame(struct monitor *m, int type, uint16_t sid, const char *d
     break;
   }
   case AF_STARTED:
+    m->start_deadline = 0;
     answer_start(m, "ok\n");
     /* later, so that a short process's exit never waits for it */
     if (m->spec->nreclaim_files > 0)
@@ -264,6 +265,7 @@ static void agent_frame(struct monitor *m, int type, uint16_t sid, const char *d
     for (int k = 0; k < 2 && strchr(msg, ' '); k++)
       msg = strchr(msg, ' ') + 1;
     snprintf(m->start_error, sizeof m->start_error, "%.1000s", msg);
+    m->start_deadline = 0;
     struct buf b = {0};
     buf_printf(&b, "error %s\n", text);
     answer_start(m, b.data);
@@ -442,6 +444,9 @@ void monitor_agent_start(struct monitor *m) {
   agent_queue(m, AF_START, 0, m->spec->agent_start, m->spec->agent_start_len);
   agent_flush(m);
   m->state = STATE_RUNNING;
+  /* READY comes before the guest's root disk is mounted: the rest of the boot gets the same time */
+  if (m->spec->agent == 1)
+    m->start_deadline = now_ms() + (m->spec->boot_timeout_ms ? m->spec->boot_timeout_ms : 30000);
 }
 
 /* Returns 1 when the client waits for its reply (agent mode: until STARTED or ERROR). */
@@ -803,6 +808,19 @@ _Noreturn void monitor_run(struct monitor *m) {
     if (m->reclaim_at) {
       long long left = m->reclaim_at - now_ms();
       timeout = left > 0 ? (int)left : 0;
+    }
+    if (m->start_deadline && m->start_deadline <= now_ms()) {
+      m->start_deadline = 0;
+      unsigned ms = m->spec->boot_timeout_ms ? m->spec->boot_timeout_ms : 30000;
+      snprintf(m->start_error, sizeof m->start_error, "the VM did not start its process within %u ms", ms);
+      char text[sizeof m->start_error + 32];
+      snprintf(text, sizeof text, "error boot %d %s\n", ETIMEDOUT, m->start_error);
+      answer_start(m, text);
+      kill(m->pid, SIGKILL);
+    } else if (m->start_deadline) {
+      long long left = m->start_deadline - now_ms();
+      if (timeout < 0 || left < timeout)
+        timeout = (int)left;
     }
     if (m->kill_at) {
       long long left = m->kill_at - now_ms();

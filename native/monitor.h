@@ -33,6 +33,7 @@ struct monitor {
   bool guest_exited;
   int guest_code, guest_signal;
   long long reclaim_at; /* ms: page the reclaim files out of the child (spec.h); 0 none */
+  long long start_deadline; /* ms: a VM whose guest has not answered START by then is ended; 0 none */
   long long kill_at; /* ms: SIGKILL the child (QEMU) that outlives the guest's exit; 0 none */
   uint16_t next_session;
 };

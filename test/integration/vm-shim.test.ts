@@ -44,6 +44,7 @@ process.stdin.on('data', (chunk) => {
     buf = buf.subarray(8 + payload.length);
     if (type === 16) {
       const args = payload.toString().split('\\0').filter((e) => e.startsWith('a=')).map((e) => e.slice(2));
+      if (args[0] === 'mute') continue; // a guest that never starts the process
       if (args[0] === 'missing') { send(5, sid, 'exec 2 exec missing: No such file or directory'); send(6, sid, '127 0'); continue; }
       send(4, sid, '42');
       if (args[0] === 'echo') { send(2, sid, args.slice(1).join(' ') + '\\n'); send(3, sid, 'to stderr\\n'); send(6, sid, '3 0'); }
@@ -159,6 +160,18 @@ describe('abode-shim agent mode', { skip }, () => {
   it('gives up on an agent that never says READY, and kills the child', async () => {
     const s = spec([process.execPath, fakeAgent, 'silent'], ['true'], { bootTimeoutMs: 300 });
     await assert.rejects(start(s), (e: unknown) => e instanceof ShimStartError && e.step === 'boot');
+  });
+
+  it('ends a VM whose guest never answers START, and says so (READY comes before the root disk)', async () => {
+    const s = spec([process.execPath, fakeAgent], ['mute'], { bootTimeoutMs: 300 });
+    await start(s);
+    assert.equal(
+      await shimRequest(s.socketPath, 'start'),
+      'error boot 110 the VM did not start its process within 300 ms',
+    );
+    const exit = await shimWait(s.socketPath, s.exitPath);
+    assert.equal(exit.exitCode, 137);
+    assert.match(exit.error ?? '', /did not start its process/);
   });
 
   it('runs exec sessions through --relay with their own monitor', async () => {

@@ -260,7 +260,11 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     const files = await this.files(id);
     await startMonitor(files.socketPath, async (reply) => {
       const spec = await this.bundleSpec(files);
-      return processFailure(parseStartError(reply), spec.process.args[0] ?? '');
+      const failure = parseStartError(reply);
+      // The guest never got to the process (the shim's deadline): what its console said is the clue.
+      const tail = failure.step === 'boot' ? await consoleTail(files.consolePath) : '';
+      if (tail) failure.message += `\nlast console lines:\n${tail}`;
+      return processFailure(failure, spec.process.args[0] ?? '');
     });
   }
 
