@@ -199,7 +199,9 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
           tmpfs: userTmpfs(spec),
           discardRoot,
         }),
-        bootTimeoutMs: this.options.bootTimeoutMs ?? 60_000,
+        // A boot takes ~1 s under TCG: 30 s is ample, and a hung one is reported (with its console)
+        // before a caller's own minute runs out.
+        bootTimeoutMs: this.options.bootTimeoutMs ?? 30_000,
         // As /proc/PID/maps names them.
         reclaimFiles: await Promise.all([kernel.image, initrd].map((file) => realpath(file))),
       });
