@@ -90,6 +90,10 @@ describe('registry', () => {
     assert.match(out, /: Pushed$/m);
     const digest = /^1: digest: (sha256:[a-f0-9]{64}) size: \d+$/m.exec(out)?.[1];
     assert.ok(digest, out);
+    // The digest belongs to the pushed repository's row only, as docker shows it.
+    const rows = ok(['images', '--digests']);
+    assert.match(rows, new RegExp(`^${reg.host}/e2e/busybox +1 +${digest} `, 'm'));
+    assert.match(rows, /^busybox +latest +<none> /m);
     const { stdout } = await exec('skopeo', [
       'inspect',
       '--tls-verify=false',

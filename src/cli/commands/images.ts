@@ -81,13 +81,17 @@ async function imagesCommand(
     return tags.flatMap((tag) => {
       const [repository, t] = tag === '<none>:<none>' ? ['<none>', '<none>'] : shortTag(tag);
       if (wantRepo !== undefined && (repository !== wantRepo || (explicitTag && t !== wantTag))) return [];
-      const digest = image.repoDigests.find((d) => shortTag(d.split('@')[0]!)[0] === repository);
+      // As docker: a row shows its own repository's digest; an untagged row, the image's first.
+      const digest =
+        repository === '<none>'
+          ? image.repoDigests[0]
+          : image.repoDigests.find((d) => shortTag(d.split('@')[0]!)[0] === repository);
       return [
         {
           Repository: repository,
           Tag: t,
           ID: flags.trunc === false ? image.id : shortId(image.id),
-          Digest: (digest ?? image.repoDigests[0])?.split('@')[1] ?? '<none>',
+          Digest: digest?.split('@')[1] ?? '<none>',
           CreatedSince: `${humanDuration(Date.now() - Date.parse(image.created))} ago`,
           CreatedAt: image.created,
           Size: humanSize(image.size),
