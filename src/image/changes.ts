@@ -2,6 +2,7 @@
 import { posix } from 'node:path';
 import { invalidAll } from '../core/errors.js';
 import type { ImageConfig } from '../core/image.js';
+import { jsonForm } from '../core/build/containerfile.js';
 
 const DEFAULT_SHELL = ['/bin/sh', '-c'];
 
@@ -37,17 +38,6 @@ export function splitWords(s: string): string[] {
   return words;
 }
 
-function jsonArray(args: string): string[] | undefined {
-  if (!args.startsWith('[')) return undefined;
-  try {
-    const v: unknown = JSON.parse(args);
-    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
-  } catch {
-    // not JSON: shell form
-  }
-  return undefined;
-}
-
 /** Key/value pairs of ENV and LABEL: `k=v k2="v 2"` or the legacy `k v w`. */
 function pairs(instr: string, args: string): [string, string][] {
   const words = splitWords(args);
@@ -79,7 +69,7 @@ export function applyChanges(config: ImageConfig, changes: readonly string[]): I
       switch (instr) {
         case 'CMD':
         case 'ENTRYPOINT': {
-          const argv = jsonArray(args) ?? (args === '' ? [] : [...(out.Shell ?? DEFAULT_SHELL), args]);
+          const argv = jsonForm(args) ?? (args === '' ? [] : [...(out.Shell ?? DEFAULT_SHELL), args]);
           if (instr === 'CMD') out.Cmd = argv;
           else {
             out.Entrypoint = argv;
@@ -129,7 +119,7 @@ export function applyChanges(config: ImageConfig, changes: readonly string[]): I
           break;
         }
         case 'VOLUME': {
-          const vols = jsonArray(args) ?? splitWords(args);
+          const vols = jsonForm(args) ?? splitWords(args);
           if (vols.length === 0) throw new Error('VOLUME requires at least one argument');
           out.Volumes = { ...(out.Volumes ?? {}) };
           for (const v of vols) out.Volumes[v] = {};
