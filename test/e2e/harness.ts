@@ -119,17 +119,21 @@ export function hostSnapshot(root: string): { mounts: string[]; cgroups: string[
           .map((n) => `${base}/${n}`),
       );
   }
-  const shims = readdirSync('/proc')
+  return { mounts, cgroups: cgroups.sort(), shims: processesOf('abode-shim', root) };
+}
+
+/** Pids of the host's processes whose command line holds `program` and `root` (an instance's state root). */
+export function processesOf(program: string, root: string): string[] {
+  return readdirSync('/proc')
     .filter((n) => /^\d+$/.test(n))
     .filter((pid) => {
       try {
         const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-        return cmdline.includes('abode-shim') && cmdline.includes(root);
+        return cmdline.includes(program) && cmdline.includes(root);
       } catch {
         return false;
       }
     });
-  return { mounts, cgroups: cgroups.sort(), shims };
 }
 
 /** A pool cgroup holding just a standby monitor (kept ready by the daemon on purpose), not a leak. */

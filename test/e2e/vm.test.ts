@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Abode, alive, hostSnapshot } from './harness.js';
+import { Abode, alive, hostSnapshot, processesOf } from './harness.js';
 
 const abode = new Abode('abode-e2e-vm-');
 const ok = (args: string[], input?: string) => abode.ok(args, input);
@@ -19,34 +19,6 @@ const vmWith = (flags: string[], ...args: string[]) => [
   'busybox',
   ...args,
 ];
-
-/** QEMU processes started from this test's state root. */
-function qemuProcesses(root: string): string[] {
-  return readdirSync('/proc')
-    .filter((n) => /^\d+$/.test(n))
-    .filter((pid) => {
-      try {
-        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-        return cmdline.includes('qemu-system') && cmdline.includes(root);
-      } catch {
-        return false;
-      }
-    });
-}
-
-/** virtiofsd processes serving a socket under this test's state root. */
-function virtiofsdProcesses(root: string): string[] {
-  return readdirSync('/proc')
-    .filter((n) => /^\d+$/.test(n))
-    .filter((pid) => {
-      try {
-        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-        return cmdline.includes('virtiofsd') && cmdline.includes(root);
-      } catch {
-        return false;
-      }
-    });
-}
 
 /** An abode with extra daemon environment (e.g. a QEMU or kernel that is not there). */
 class AbodeWithEnv extends Abode {
@@ -178,7 +150,7 @@ describe('processes in a VM', () => {
   test('QEMU ended from outside (SIGTERM) before the guest reported an exit: 255 and why, never 0', () => {
     const id = ok(['run', '-d', '--isolation', 'vm', 'busybox', 'sleep', '1000']).trim();
     const qemu = Number(ok(['inspect', '-f', '{{.State.Pid}}', id]).trim());
-    assert.ok(qemuProcesses(abode.root).includes(String(qemu)), `pid ${qemu} is QEMU`);
+    assert.ok(processesOf('qemu-system', abode.root).includes(String(qemu)), `pid ${qemu} is QEMU`);
     process.kill(qemu, 'SIGTERM');
     assert.equal(ok(['wait', id]).trim(), '255');
     assert.match(ok(['inspect', '-f', '{{.State.Error}}', id]), /the VM stopped before its process exited/);
@@ -278,7 +250,7 @@ describe('processes in a VM', () => {
     const snapshot = hostSnapshot(abode.root);
     assert.deepEqual(snapshot.shims, []);
     assert.deepEqual(snapshot.cgroups, []);
-    assert.deepEqual(qemuProcesses(abode.root), []);
+    assert.deepEqual(processesOf('qemu-system', abode.root), []);
     const instances = join(abode.root, 'instances');
     assert.deepEqual(existsSync(instances) ? readdirSync(instances) : [], []);
     const runDirs = join(abode.root, 'run', 'v');
@@ -430,7 +402,7 @@ describe('run options in a VM', () => {
     try {
       ok(['run', '--rm', '--isolation', 'vm', '-v', `${dir}:/data`, 'busybox', 'true']);
       assert.deepEqual(hostSnapshot(abode.root).cgroups, []);
-      assert.deepEqual(virtiofsdProcesses(abode.root), []);
+      assert.deepEqual(processesOf('virtiofsd', abode.root), []);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

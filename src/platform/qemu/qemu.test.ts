@@ -126,6 +126,18 @@ describe('QEMU arguments', () => {
   });
 });
 
+/** A root process running `true`, with nothing else asked of the guest. */
+const p = {
+  args: ['true'],
+  env: [],
+  cwd: '/',
+  uid: 0,
+  gid: 0,
+  additionalGids: [],
+  terminal: false,
+  openStdin: false,
+};
+
 describe('agent START payload', () => {
   it('encodes NUL-terminated k=v entries in order', () => {
     const payload = encodeAgentStart({
@@ -154,7 +166,6 @@ describe('agent START payload', () => {
     ]);
   });
   it('rejects NUL bytes and an empty command', () => {
-    const p = { env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false, openStdin: false };
     assert.throws(() => encodeAgentStart({ ...p, args: ['a\0b'] }), /NUL/);
     assert.throws(() => encodeAgentStart({ ...p, args: [] }), /no command/);
   });
@@ -162,16 +173,6 @@ describe('agent START payload', () => {
 
 describe('run options for the guest', () => {
   it('carries --read-only, virtio-fs and tmpfs mounts to the agent (main process only)', () => {
-    const p = {
-      args: ['true'],
-      env: [],
-      cwd: '/',
-      uid: 0,
-      gid: 0,
-      additionalGids: [],
-      terminal: false,
-      openStdin: false,
-    };
     const entries = encodeAgentStart({
       ...p,
       readOnly: true,
@@ -191,16 +192,6 @@ describe('run options for the guest', () => {
   });
 
   it('--rm: the agent and the shim learn that the disk is thrown away; QEMU need not flush it', () => {
-    const p = {
-      args: ['true'],
-      env: [],
-      cwd: '/',
-      uid: 0,
-      gid: 0,
-      additionalGids: [],
-      terminal: false,
-      openStdin: false,
-    };
     assert.ok(
       encodeAgentStart({ ...p, discardRoot: true })
         .toString()
