@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Bundle } from '../src/core/runtime.js';
 import { detectCgroups } from '../src/platform/cgroups/index.js';
 import { ContainerRuntime } from '../src/runtime/container/index.js';
+import { StandbyPool } from '../src/runtime/standby-pool.js';
 import { CGROUP_PARENT, SHIM, shortId, type Fixture } from './fixture.js';
 import { interleave, median, ms, now, table, timeCommand, verdict, type Samples } from './stats.js';
 
@@ -20,12 +21,15 @@ export interface RuntimeResult {
 }
 
 export async function containerRuntime(fx: Fixture): Promise<RuntimeResult> {
-  const runtime = new ContainerRuntime({
+  const options = {
     runRoot: join(fx.dir, 'runtime-run'),
     shimPath: SHIM,
     cgroups: await detectCgroups(),
     cgroupParent: CGROUP_PARENT,
-  });
+  };
+  // As the daemon has it: a standby monitor in a fresh cgroup for each create.
+  const pool = new StandbyPool(options);
+  const runtime = new ContainerRuntime({ ...options, pool });
   const bundles = join(fx.dir, 'runtime-bundles');
   const phases: Samples = new Map(['create', 'start', 'wait', 'delete'].map((p) => [p, []]));
 
@@ -68,7 +72,7 @@ export async function containerRuntime(fx: Fixture): Promise<RuntimeResult> {
     { name: 'abode ContainerRuntime', run: abode },
     { name: 'runc run', run: runc },
   ]);
-  await runtime.close();
+  await pool.close();
   await rm(bundles, { recursive: true, force: true });
   const a = median(samples.get('abode ContainerRuntime')!);
   const r = median(samples.get('runc run')!);

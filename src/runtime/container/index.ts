@@ -11,7 +11,7 @@ import { readUserDb, resolveUser } from '../../platform/user.js';
 import { execFailure, processFailure } from '../errors.js';
 import { HOST_BOUNDING as BOUNDING, lowerDirs, noEnvironment } from '../host-process.js';
 import { CgroupShimRuntime, signalName, type CgroupInstanceFiles } from '../instance-cgroup.js';
-import { StandbyPool } from '../standby-pool.js';
+import type { StandbyPool } from '../standby-pool.js';
 import {
   execMonitorPaths,
   fromShimExit,
@@ -99,9 +99,7 @@ export interface ContainerRuntimeOptions {
   cgroups: CgroupDriver;
   /** Parent of every instance's cgroup, e.g. "abode". */
   cgroupParent: string;
-  /** Keep a standby monitor in a fresh cgroup ready for the next create (default true). */
-  standby?: boolean;
-  /** The pool of standby monitors to take from (shared with other runtimes); one of its own otherwise. */
+  /** Standby monitors already in a fresh cgroup (shared with the vm runtime); without it each create makes its cgroup and starts its monitor. */
   pool?: StandbyPool;
 }
 
@@ -110,23 +108,8 @@ export class ContainerRuntime extends CgroupShimRuntime<CgroupInstanceFiles> imp
   readonly name = 'container';
   readonly capabilities = { exec: true, pty: true, stats: true, top: true };
 
-  private readonly pool?: StandbyPool;
-  private readonly ownsPool: boolean;
-
   constructor(private readonly options: ContainerRuntimeOptions) {
     super(options.runRoot, 'c', options.cgroups, options.cgroupParent);
-    this.ownsPool = !options.pool && options.standby !== false;
-    this.pool = options.standby === false ? undefined : (options.pool ?? new StandbyPool(options));
-  }
-
-  /** Every pool cgroup the runtime's own pool made. */
-  get pools(): ReadonlySet<string> {
-    return this.ownsPool && this.pool ? this.pool.made : new Set();
-  }
-
-  /** Ends the standby monitor of the runtime's own pool and removes its cgroup. */
-  async close(): Promise<void> {
-    if (this.ownsPool) await this.pool?.close();
   }
 
   async create(id: string, bundle: Bundle): Promise<{ pid: number }> {
@@ -136,7 +119,7 @@ export class ContainerRuntime extends CgroupShimRuntime<CgroupInstanceFiles> imp
     const rootfs = join(bundle.dir, 'rootfs');
     await mkdir(rootfs, { recursive: true });
     const resources = bundle.spec.linux.resources;
-    const standby = await this.pool?.take(resources);
+    const standby = await this.options.pool?.take(resources);
     const cgroupPath = standby?.cgroupPath ?? this.cgroupPath(id);
     const cgroup = standby?.cgroup ?? (await this.options.cgroups.create(cgroupPath, resources));
     try {
