@@ -27,6 +27,7 @@ import {
   familiarString,
   formatReference,
   parseNormalizedTagged,
+  parseReference,
   referenceName,
   type Reference,
 } from '../core/reference.js';
@@ -117,10 +118,7 @@ function familiar(ref: string): string {
 
 /** The repository of a normalized reference: `docker.io/library/busybox` of `…busybox:latest` or `…busybox@sha256:…`. */
 function repositoryOf(ref: string): string {
-  const at = ref.indexOf('@');
-  if (at >= 0) return ref.slice(0, at);
-  const colon = ref.lastIndexOf(':');
-  return colon > ref.lastIndexOf('/') ? ref.slice(0, colon) : ref;
+  return referenceName(parseReference(ref));
 }
 
 export class LocalImageService implements ImageService, LayerCommitter {
