@@ -440,13 +440,32 @@ static void client_stdin_eof(struct monitor *m, struct client *c) {
   }
 }
 
+/* The agent's time to say READY, and then to start the process (spec, default 30 s). */
+static unsigned boot_timeout_ms(const struct monitor *m) {
+  return m->spec->boot_timeout_ms ? m->spec->boot_timeout_ms : 30000;
+}
+
+/* True once `*at` (ms; 0 none) has come, which clears it; until then lowers *timeout to wake for it. */
+static bool due(long long *at, int *timeout) {
+  if (!*at)
+    return false;
+  long long left = *at - now_ms();
+  if (left <= 0) {
+    *at = 0;
+    return true;
+  }
+  if (*timeout < 0 || left < *timeout)
+    *timeout = (int)left;
+  return false;
+}
+
 void monitor_agent_start(struct monitor *m) {
   agent_queue(m, AF_START, 0, m->spec->agent_start, m->spec->agent_start_len);
   agent_flush(m);
   m->state = STATE_RUNNING;
   /* READY comes before the guest's root disk is mounted: the rest of the boot gets the same time */
   if (m->spec->agent == 1)
-    m->start_deadline = now_ms() + (m->spec->boot_timeout_ms ? m->spec->boot_timeout_ms : 30000);
+    m->start_deadline = now_ms() + boot_timeout_ms(m);
 }
 
 /* Returns 1 when the client waits for its reply (agent mode: until STARTED or ERROR). */
@@ -800,37 +819,18 @@ _Noreturn void monitor_run(struct monitor *m) {
     struct pollfd inp = {.fd = (stdin_pending || to_agent) ? m->in_fd : -1, .events = POLLOUT};
     p[n] = inp;
     int timeout = -1;
-    if (m->reclaim_at && m->reclaim_at <= now_ms()) {
-      m->reclaim_at = 0;
-      if (!m->guest_exited)
-        reclaim_mappings(m);
-    }
-    if (m->reclaim_at) {
-      long long left = m->reclaim_at - now_ms();
-      timeout = left > 0 ? (int)left : 0;
-    }
-    if (m->start_deadline && m->start_deadline <= now_ms()) {
-      m->start_deadline = 0;
-      unsigned ms = m->spec->boot_timeout_ms ? m->spec->boot_timeout_ms : 30000;
-      snprintf(m->start_error, sizeof m->start_error, "the VM did not start its process within %u ms", ms);
+    if (due(&m->reclaim_at, &timeout) && !m->guest_exited)
+      reclaim_mappings(m);
+    if (due(&m->start_deadline, &timeout)) {
+      snprintf(m->start_error, sizeof m->start_error, "the VM did not start its process within %u ms",
+               boot_timeout_ms(m));
       char text[sizeof m->start_error + 32];
       snprintf(text, sizeof text, "error boot %d %s\n", ETIMEDOUT, m->start_error);
       answer_start(m, text);
       kill(m->pid, SIGKILL);
-    } else if (m->start_deadline) {
-      long long left = m->start_deadline - now_ms();
-      if (timeout < 0 || left < timeout)
-        timeout = (int)left;
     }
-    if (m->kill_at) {
-      long long left = m->kill_at - now_ms();
-      if (left <= 0) {
-        kill(m->pid, SIGKILL); /* the guest has exited but QEMU lingers */
-        m->kill_at = 0;
-      } else if (timeout < 0 || left < timeout) {
-        timeout = (int)left;
-      }
-    }
+    if (due(&m->kill_at, &timeout))
+      kill(m->pid, SIGKILL); /* the guest has exited but QEMU lingers */
     int r = poll(p, n + 1, timeout);
     if (r < 0) {
       if (errno == EINTR)
@@ -893,7 +893,7 @@ _Noreturn void monitor_run(struct monitor *m) {
 
 int monitor_agent_boot(struct monitor *m, struct error *err) {
   m->spawned_ms = now_ms();
-  long long deadline = m->spawned_ms + (m->spec->boot_timeout_ms ? m->spec->boot_timeout_ms : 30000);
+  long long deadline = m->spawned_ms + boot_timeout_ms(m);
   while (!m->agent_ready) {
     int status;
     if (waitpid(m->pid, &status, WNOHANG) == m->pid) {
@@ -908,7 +908,7 @@ int monitor_agent_boot(struct monitor *m, struct error *err) {
       waitpid(m->pid, NULL, 0);
       m->pid = 0;
       return fail(err, ETIMEDOUT, "boot", "", "the VM's agent did not answer within %u ms",
-                  m->spec->boot_timeout_ms ? m->spec->boot_timeout_ms : 30000);
+                  boot_timeout_ms(m));
     }
     struct pollfd p[3] = {{.fd = m->out_fd, .events = POLLIN},
                           {.fd = m->err_fd, .events = POLLIN},
