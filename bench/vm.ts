@@ -9,7 +9,7 @@
  * - where an idle VM's memory is: guest RAM, TCG's code cache, QEMU's heap, QEMU's binary.
  * Runs are interleaved; medians and ratios are printed.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -76,9 +76,11 @@ function floorCmdline(tscKhz: number | undefined): string {
   ].join(' ');
 }
 
-/** The floor's initramfs: static busybox with an /init that powers off at once. */
-function floorInitramfs(busybox: string, path: string): void {
-  const init = '#!/bin/busybox sh\n/bin/busybox poweroff -f\n';
+/** The floor's initramfs: static busybox with an /init that powers off at once (or, idle, sleeps). */
+function floorInitramfs(busybox: string, path: string, idle = false): void {
+  const init = idle
+    ? '#!/bin/busybox sh\n/bin/busybox sleep 1000\n'
+    : '#!/bin/busybox sh\n/bin/busybox poweroff -f\n';
   writeFileSync(
     path,
     writeCpio([
@@ -117,6 +119,14 @@ function rssOf(pid: number): QemuMemory {
   const anon = kb('RssAnon');
   return { rss: kb('VmRSS'), guest: kb('RssShmem'), tcg, other: anon - tcg, file: kb('RssFile') };
 }
+
+/** A process's proportional share of memory (PSS: each shared page divided among the processes mapping it). */
+function pssOf(pid: number): number {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  return Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0) * 1024;
+}
+
+const sleep = (msecs: number) => new Promise((r) => setTimeout(r, msecs));
 
 export async function vmBenchmarks(): Promise<{ lines: string[]; tables: string[] }> {
   if (process.getuid?.() !== 0) throw new Error('the VM benchmarks run VMs: run them as root');
@@ -187,16 +197,37 @@ export async function vmBenchmarks(): Promise<{ lines: string[]; tables: string[
     const tunedMedian = median(samples.get("floor with abode's kernel cmdline")!);
 
     say('idle memory');
-    const idleRss = async (extra: string[]): Promise<QemuMemory> => {
-      const id = fx
-        .abode(['run', '-d', '--isolation', 'vm', '--memory', '256m', ...extra, 'busybox', 'sleep', '1000'])
-        .trim();
-      await new Promise((r) => setTimeout(r, 4000));
-      const rss = rssOf(fx.vmState(id).pid);
-      fx.abode(['rm', '-f', id]);
-      return rss;
-    };
-    const rss = await idleRss([]);
+    const idleVm = () =>
+      fx.abode(['run', '-d', '--isolation', 'vm', '--memory', '256m', 'busybox', 'sleep', '1000']).trim();
+    const id = idleVm();
+    await sleep(4000);
+    const rss = rssOf(fx.vmState(id).pid);
+    fx.abode(['rm', '-f', id]);
+    // Host memory per VM when several run: QEMU's and the shim's PSS, so the pages every QEMU shares
+    // (its binary, the kernel file) count once among them rather than once each.
+    const several = [idleVm(), idleVm(), idleVm()];
+    await sleep(4000);
+    const perVm =
+      several
+        .map((vm) => fx.vmState(vm).pid)
+        .reduce((sum, pid) => {
+          const shim = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+          return sum + pssOf(pid) + pssOf(shim);
+        }, 0) / several.length;
+    fx.abode(['rm', '-f', ...several]);
+    // The floor's line idle (its /init sleeps), for the issue's ~204 MiB in this run.
+    const idleInitrd = join(fx.root, 'floor-idle.cpio');
+    floorInitramfs(busybox, idleInitrd, true);
+    const floorIdle = spawn(
+      qemu,
+      floorArgs(floorCmdline(tsc)).map((a) => (a === initrd ? idleInitrd : a)),
+      {
+        stdio: 'ignore',
+      },
+    );
+    await sleep(4000 + floorMedian);
+    const floorRss = rssOf(floorIdle.pid!);
+    floorIdle.kill('SIGKILL');
 
     tables.push(table('vm', samples));
     lines.push(
@@ -205,7 +236,8 @@ export async function vmBenchmarks(): Promise<{ lines: string[]; tables: string[
       `vm floor with abode's kernel command line: ${ms(tunedMedian)} (${((tunedMedian / floorMedian - 1) * 100).toFixed(0)}% against the issue's line)`,
       `vm idle QEMU RSS (256 MiB guest): ${mib(rss.rss)}: ${verdict(rss.rss / TARGET_RSS, 1)} of 100 MiB` +
         ` (guest RAM ${mib(rss.guest)}, TCG's code cache ${mib(rss.tcg)}, QEMU's heap and data ${mib(rss.other)},` +
-        ` QEMU's binary and libraries ${mib(rss.file)}, shared by every QEMU)`,
+        ` QEMU's binary and libraries ${mib(rss.file)}, shared by every QEMU); the floor's line idle: ${mib(floorRss.rss)}`,
+      `vm host memory per idle VM with three running (QEMU's and the shim's PSS): ${mib(perVm)}`,
     );
     return { lines, tables };
   } finally {

@@ -9,7 +9,9 @@
  * payloads are ASCII decimals separated by one space.
  *
  * guest -> host
- *   READY    first frame after boot (the boot-time marker); payload: the guest kernel's release
+ *   READY    first frame after boot (the boot-time marker); payload: the guest kernel's release.
+ *            A template's agent (kernel argument abode.template) says it twice: once booted, where
+ *            the host snapshots the machine, and again in each restored copy after RESUME
  *   STDOUT STDERR   the session's output (a terminal's output arrives as STDOUT)
  *   STARTED  the session's process runs; payload: its guest pid
  *   ERROR    the process could not start; payload: "<step> <errno> <message>"; EXIT follows
@@ -20,11 +22,15 @@
  *            (repeated), t=1 (terminal), i=1 (keep stdin open), h=hostname, r=rows, w=columns;
  *            session 0 only: R=1 (remount the root disk read-only before the process starts),
  *            m=<tag> <ro|rw> <path> (repeated: mount the virtio-fs share <tag> at <path>),
- *            T=<flags> <options|-> <path> (repeated: mount a tmpfs at <path>, mount(2) flags in decimal)
+ *            T=<flags> <options|-> <path> (repeated: mount a tmpfs at <path>, mount(2) flags in decimal),
+ *            C=<seconds>.<nanoseconds> (the host's clock, added by the shim: the guest's is set to it)
  *   STDIN    bytes for the session's stdin (the pty with a terminal)
  *   STDIN_EOF  close the session's stdin (not with a terminal)
  *   RESIZE   payload "<rows> <cols>"
  *   SIGNAL   payload "<signal>"; sent to the session's process
+ *   RESUME   first frame to a machine restored from a template; payload: random bytes that the agent
+ *            adds to the kernel's entropy pool and reseeds with (copies must not share a random
+ *            stream); the agent then mounts the root disk and says READY
  *
  * When session 0's process ends the agent sends EXIT, kills what is left, syncs the disk and
  * powers the machine off.
@@ -50,6 +56,7 @@ enum agent_frame {
   AF_STDIN_EOF = 18,
   AF_RESIZE = 19,
   AF_SIGNAL = 20,
+  AF_RESUME = 21,
 };
 
 static inline void agent_header(unsigned char h[AGENT_HEADER], int type, uint16_t session, uint32_t len) {

@@ -3,6 +3,7 @@
  * the spec (protocol.h), prints one JSON line (ShimReady) on stdout and then stays as the
  * process's monitor (monitor.c). `abode-shim --dump-spec SPECFILE` prints the decoded spec as JSON.
  * `abode-shim --relay SOCKET` joins a vm shim's agent channel as a new session over its stdio (exec).
+ * `abode-shim --hold-memory BYTES` holds a VM template's guest RAM (hold_memory).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -141,6 +143,47 @@ static int handshake(struct setup *s, struct error *err) {
 }
 
 /* Copies stdin to a vm shim's session connection and the connection to stdout, until either ends. */
+/*
+ * --hold-memory BYTES: the guest RAM of a VM template. Makes a memfd of that size, prints
+ * {"pid":P,"fd":N} (a template's QEMU maps /proc/P/fd/N shared, its copies map it private), then reads
+ * lines on stdin: "seal" forbids every write to it from then on (the copies' private mappings still
+ * work, and a copy's attempt to punch a hole in it fails instead of reaching the other copies) and
+ * answers "ok" or "error ...". After stdin closes it holds the memory until it is killed.
+ */
+static int hold_memory(const char *bytes) {
+  char *end;
+  unsigned long long size = strtoull(bytes, &end, 10);
+  int fd = size > 0 && *end == 0 ? memfd_create("abode-template", MFD_ALLOW_SEALING) : -1;
+  if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+    printf("{\"error\":\"guest memory of %s bytes: %s\"}\n", bytes, fd < 0 && size == 0 ? "bad size" : strerror(errno));
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  prctl(PR_SET_PDEATHSIG, SIGKILL); /* templates end with the daemon; running copies keep their mappings */
+  if (getppid() == 1)
+    return 1;
+  printf("{\"pid\":%d,\"fd\":%d}\n", getpid(), fd);
+  fflush(stdout);
+  char line[64];
+  while (fgets(line, sizeof line, stdin)) {
+    if (strcmp(line, "seal\n") != 0) {
+      printf("error unknown command\n");
+    } else if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+      printf("error seal: %s\n", strerror(errno));
+    } else {
+      printf("ok\n");
+    }
+    fflush(stdout);
+  }
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    dup2(devnull, STDIN_FILENO);
+    dup2(devnull, STDOUT_FILENO);
+  }
+  for (;;)
+    pause();
+}
+
 static int relay(const char *path) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof sa.sun_path)
@@ -246,6 +289,8 @@ int main(int argc, char **argv) {
     return dump_spec(argv[2]);
   if (argc == 3 && strcmp(argv[1], "--relay") == 0)
     return relay(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "--hold-memory") == 0)
+    return hold_memory(argv[2]);
   if (argc == 2 && strcmp(argv[1], "--version") == 0) {
     printf("abode-shim protocol %d\n", SHIM_PROTOCOL_VERSION);
     return 0;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -460,7 +461,21 @@ static bool due(long long *at, int *timeout) {
 }
 
 void monitor_agent_start(struct monitor *m) {
-  agent_queue(m, AF_START, 0, m->spec->agent_start, m->spec->agent_start_len);
+  /* the host's clock rides along: a restored guest's stands where its template's snapshot left it */
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  char clock[48];
+  int clen = snprintf(clock, sizeof clock, "C=%lld.%09ld", (long long)now.tv_sec, now.tv_nsec) + 1;
+  size_t len = m->spec->agent_start_len;
+  unsigned char *start = malloc(len + (size_t)clen);
+  if (start) {
+    memcpy(start, m->spec->agent_start, len);
+    memcpy(start + len, clock, (size_t)clen);
+    agent_queue(m, AF_START, 0, start, len + (size_t)clen);
+    free(start);
+  } else {
+    agent_queue(m, AF_START, 0, m->spec->agent_start, len);
+  }
   agent_flush(m);
   m->state = STATE_RUNNING;
   /* READY comes before the guest's root disk is mounted: the rest of the boot gets the same time */
@@ -893,6 +908,13 @@ _Noreturn void monitor_run(struct monitor *m) {
 
 int monitor_agent_boot(struct monitor *m, struct error *err) {
   m->spawned_ms = now_ms();
+  if (m->spec->agent_resume) {
+    unsigned char seed[64];
+    if (getrandom(seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+      return fail(err, errno, "boot", "", "no randomness for the restored VM");
+    agent_queue(m, AF_RESUME, 0, seed, sizeof seed);
+    agent_flush(m);
+  }
   long long deadline = m->spawned_ms + boot_timeout_ms(m);
   while (!m->agent_ready) {
     int status;

@@ -78,6 +78,7 @@ enum shim_tag {
   TAG_AGENT_START = 34,
   TAG_BOOT_TIMEOUT = 35,
   TAG_RECLAIM_FILE = 36,
+  TAG_AGENT_RESUME = 37,
 };
 
 /*

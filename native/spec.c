@@ -110,6 +110,7 @@ static int decode_record(struct shim_spec *s, unsigned tag, const unsigned char 
   case TAG_NO_NEW_PRIVS:
   case TAG_INIT:
   case TAG_READONLY_ROOTFS:
+  case TAG_AGENT_RESUME:
   case TAG_HOLD: {
     NEED(1);
     bool b = v[0] != 0;
@@ -123,6 +124,8 @@ static int decode_record(struct shim_spec *s, unsigned tag, const unsigned char 
       s->init = b;
     else if (tag == TAG_READONLY_ROOTFS)
       s->readonly_rootfs = b;
+    else if (tag == TAG_AGENT_RESUME)
+      s->agent_resume = b;
     else
       s->hold = b;
     return 0;
@@ -406,6 +409,8 @@ void spec_dump_json(const struct shim_spec *s, struct buf *o) {
     buf_printf(o, "\",\"bootTimeoutMs\":%u", s->boot_timeout_ms);
     if (s->nreclaim_files)
       json_str_list(o, "reclaimFiles", s->reclaim_files, s->nreclaim_files);
+    if (s->agent_resume)
+      buf_printf(o, ",\"agentResume\":true");
   }
   buf_append(o, "}", 1);
 }

@@ -78,6 +78,7 @@ struct shim_spec {
   size_t agent_start_len;
   uint32_t boot_timeout_ms;
   char **reclaim_files; /* paged out of the child once the agent is READY */
+  bool agent_resume;     /* the child restores a template: RESUME goes first, READY comes after it */
   size_t nreclaim_files;
 };
 

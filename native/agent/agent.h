@@ -29,6 +29,13 @@ void boot_load_modules(struct module_set *set);
 /* Loads the modules a list names, now. */
 void boot_modules(const char *list);
 int boot_root_async(const char *device, struct module_set *root, struct module_set *late);
+/* Loads the late modules (the memory balloon) now, and has it report small free chunks too. */
+void boot_late_modules(struct module_set *late);
+/* True in a template's boot (kernel argument abode.template): the host snapshots it after READY and
+ * restores copies of it, each of which gets RESUME before its root disk is touched. */
+bool boot_is_template(void);
+/* Adds host randomness to the kernel's entropy pool and reseeds (RNDADDENTROPY, RNDRESEEDCRNG). */
+void boot_add_entropy(const void *seed, size_t len);
 void boot_free_initramfs(void);
 int boot_open_port(long timeout_ms);
 int boot_switch_root(int root_fd, char *err, size_t errlen);

@@ -3,6 +3,7 @@
 #include "agent.h"
 
 #include <dirent.h>
+#include <linux/random.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -126,6 +127,45 @@ static void report_small_free_pages(int order_fd) {
     return;
   (void)!write(order_fd, "0", 1);
   close(order_fd);
+}
+
+void boot_late_modules(struct module_set *late) {
+  int order_fd = open("/sys/module/page_reporting/parameters/page_reporting_order", O_WRONLY | O_CLOEXEC);
+  boot_load_modules(late);
+  report_small_free_pages(order_fd);
+}
+
+bool boot_is_template(void) {
+  char line[4096] = {0};
+  int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  ssize_t n = read(fd, line, sizeof line - 1);
+  close(fd);
+  if (n <= 0)
+    return false;
+  for (char *save = NULL, *arg = strtok_r(line, " \n", &save); arg; arg = strtok_r(NULL, " \n", &save))
+    if (strcmp(arg, "abode.template") == 0)
+      return true;
+  return false;
+}
+
+void boot_add_entropy(const void *seed, size_t len) {
+  struct {
+    int entropy_count;
+    int buf_size;
+    unsigned char buf[256];
+  } pool;
+  if (len > sizeof pool.buf)
+    len = sizeof pool.buf;
+  pool.entropy_count = (int)len * 8;
+  pool.buf_size = (int)len;
+  memcpy(pool.buf, seed, len);
+  int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || ioctl(fd, RNDADDENTROPY, &pool) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)
+    logf_console("reseed the random number generator: %s", strerror(errno));
+  if (fd >= 0)
+    close(fd);
 }
 
 /* Removes the initramfs's files once every module is open or loaded: the old root stays in memory

@@ -68,8 +68,14 @@ static _Noreturn void power_off(void) {
 static char root_error[512];
 static unsigned char inbuf[AGENT_HEADER + AGENT_MAX_PAYLOAD];
 static size_t inlen;
+static bool resumed;
 
 static void handle_frame(int type, uint16_t id, const char *data, size_t len) {
+  if (type == AF_RESUME) {
+    boot_add_entropy(data, len);
+    resumed = true;
+    return;
+  }
   if (type == AF_START) {
     session_start(id, data, len, root_error);
     if (id == 0 && !session_find(0))
@@ -134,7 +140,13 @@ int main(void) {
   boot_open_modules("/modules.root", &root);
   boot_open_modules("/modules.late", &late);
   boot_open_modules("/modules.virtiofs", &virtiofs_modules);
-  int root_fd = boot_root_async("/dev/vda", &root, &late);
+  /* A template's copies each get their own disk: the root waits for RESUME, the balloon does not. */
+  bool template = boot_is_template();
+  int root_fd = -1;
+  if (template)
+    boot_late_modules(&late);
+  else
+    root_fd = boot_root_async("/dev/vda", &root, &late);
   boot_modules("/modules.port");
   port = boot_open_port(10000);
   if (port < 0) {
@@ -147,7 +159,21 @@ int main(void) {
   /* The host's create returns on READY and its start follows: the rest gets ready meanwhile. */
   boot_free_initramfs();
   boot_loopback();
-  if (boot_switch_root(root_fd, root_error, sizeof root_error) < 0)
+  if (template) {
+    /* The host snapshots the machine here; what follows runs in each restored copy. */
+    while (!resumed) {
+      struct pollfd p = {.fd = port, .events = POLLIN};
+      if (poll(&p, 1, -1) > 0 && (p.revents & POLLIN))
+        read_port();
+      else if (p.revents & (POLLHUP | POLLERR))
+        nanosleep(&(struct timespec){0, 10000000}, NULL); /* no host connected yet */
+    }
+    struct module_set none = {.n = 0};
+    root_fd = boot_root_async("/dev/vda", &root, &none);
+    if (boot_switch_root(root_fd, root_error, sizeof root_error) < 0)
+      logf_console("%s", root_error);
+    send_frame(AF_READY, 0, u.release, strlen(u.release));
+  } else if (boot_switch_root(root_fd, root_error, sizeof root_error) < 0)
     logf_console("%s", root_error);
 
   sigset_t chld;

@@ -54,6 +54,17 @@ struct session *session_find(uint16_t id) {
   return NULL;
 }
 
+/* Sets the guest's clock from "<seconds>.<nanoseconds>": a restored template's clock stands where the
+ * snapshot left it, and a booted guest's RTC has whole seconds only. */
+static void set_clock(const char *v) {
+  char *dot;
+  struct timespec ts = {.tv_sec = (time_t)strtoll(v, &dot, 10)};
+  if (*dot == '.')
+    ts.tv_nsec = strtol(dot + 1, NULL, 10);
+  if (ts.tv_sec > 0 && ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L && clock_settime(CLOCK_REALTIME, &ts) < 0)
+    logf_console("set the clock: %s", strerror(errno));
+}
+
 static void parse_spec(char *payload, size_t len, struct proc_spec *p) {
   memset(p, 0, sizeof *p);
   p->cwd = "/";
@@ -114,6 +125,9 @@ static void parse_spec(char *payload, size_t len, struct proc_spec *p) {
     case 'T':
       if (p->ntmpfs < sizeof p->tmpfs / sizeof p->tmpfs[0])
         p->tmpfs[p->ntmpfs++] = v;
+      break;
+    case 'C':
+      set_clock(v);
       break;
     }
   }

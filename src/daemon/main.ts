@@ -15,6 +15,7 @@ import { createImageService } from '../image/index.js';
 import { detectCgroups } from '../platform/cgroups/index.js';
 import { ContainerRuntime } from '../runtime/container/index.js';
 import { VmRuntime } from '../runtime/vm/index.js';
+import { VmTemplates } from '../runtime/vm/templates.js';
 import { StandbyPool } from '../runtime/standby-pool.js';
 import { installedOciRuntimes, OciRuntime } from '../runtime/oci/index.js';
 import { accelerator, hardLimits, hostCpu, instanceResolvConf, processTable } from '../platform/host.js';
@@ -117,6 +118,8 @@ async function main(): Promise<void> {
     ...(Number(process.env.ABODE_TCG_CACHE_MIB) > 0
       ? { tcgCacheMiB: Number(process.env.ABODE_TCG_CACHE_MIB) }
       : {}),
+    // VMs restored from a snapshot of a booted one: ABODE_VM_TEMPLATES=0 boots every VM.
+    ...(process.env.ABODE_VM_TEMPLATES === '0' ? {} : { templates: new VmTemplates() }),
   });
   // External OCI runtimes (oci:runc always; oci:crun too when installed): create says when one is missing.
   const ociRuntimes = Object.fromEntries(
@@ -136,6 +139,7 @@ async function main(): Promise<void> {
     resolvConf: instanceResolvConf,
   });
   engine.on('error-log', (error: Error) => log(`error: ${error.stack ?? error.message}`));
+  await vm.sweepTemplates();
   await engine.recover();
   // Pool cgroups an earlier daemon's standby monitors left empty.
   void pool.collect(() => false);
@@ -190,8 +194,7 @@ async function main(): Promise<void> {
   const shutdown = (signal: string) => {
     log(`${signal}: shutting down (instances keep running)`);
     server.close();
-    pool
-      .close()
+    Promise.all([pool.close(), vm.sweepTemplates()])
       .catch(() => undefined)
       .then(() => rm(paths.pidFile, { force: true }))
       .then(() => rm(paths.socket, { force: true }))

@@ -132,6 +132,8 @@ export interface ShimSpec {
    * if it ever needs them.
    */
   reclaimFiles?: string[];
+  /** The child restores a VM template (vm mode): RESUME goes to the agent first, and READY follows it. */
+  agentResume?: boolean;
 }
 
 /** The exit record the shim writes to exitPath. */
@@ -193,6 +195,7 @@ export const ShimTag = {
   agentStart: 34,
   bootTimeout: 35,
   reclaimFile: 36,
+  agentResume: 37,
 } as const;
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -359,6 +362,7 @@ export function encodeShimSpec(spec: ShimSpec): Buffer {
     w.record(ShimTag.agentStart, start);
     w.u32(ShimTag.bootTimeout, spec.bootTimeoutMs ?? 30000, 'bootTimeoutMs');
     (spec.reclaimFiles ?? []).forEach((p, i) => w.str(ShimTag.reclaimFile, p, `reclaimFiles[${i}]`));
+    if (spec.agentResume) w.bool(ShimTag.agentResume, true);
   }
   if (problems.length > 0)
     throw new InvalidArgumentError(`invalid shim spec: ${problems.join('; ')}`, { problems });

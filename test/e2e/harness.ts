@@ -122,18 +122,28 @@ export function hostSnapshot(root: string): { mounts: string[]; cgroups: string[
   return { mounts, cgroups: cgroups.sort(), shims: processesOf('abode-shim', root) };
 }
 
-/** Pids of the host's processes whose command line holds `program` and `root` (an instance's state root). */
+/**
+ * Pids of the host's processes whose command line holds `program` and `root` (an instance's state
+ * root). A VM template's build (ROOT/run/templates) is not an instance's: it comes and goes with the daemon.
+ */
 export function processesOf(program: string, root: string): string[] {
   return readdirSync('/proc')
     .filter((n) => /^\d+$/.test(n))
     .filter((pid) => {
-      try {
-        const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-        return cmdline.includes(program) && cmdline.includes(root);
-      } catch {
-        return false;
-      }
+      const cmdline = commandLine(pid);
+      return (
+        cmdline.includes(program) && cmdline.includes(root) && !cmdline.includes(`${root}/run/templates/`)
+      );
     });
+}
+
+/** A process's command line ('' once it is gone). */
+export function commandLine(pid: string | number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 /** A pool cgroup holding just a standby monitor (kept ready by the daemon on purpose), not a leak. */

@@ -1,7 +1,9 @@
 /** `--isolation vm`: the same image in a microVM with its own kernel, driven through the CLI (TCG here and in CI). */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { availableParallelism, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Abode, alive, hostSnapshot, processesOf } from './harness.js';
@@ -255,6 +257,97 @@ describe('processes in a VM', () => {
     assert.deepEqual(existsSync(instances) ? readdirSync(instances) : [], []);
     const runDirs = join(abode.root, 'run', 'v');
     assert.deepEqual(existsSync(runDirs) ? readdirSync(runDirs) : [], []);
+  });
+});
+
+/** Waits (a boot and a snapshot: seconds) for the daemon's template of the default machine; its holder's pid. */
+function awaitTemplate(): number {
+  const dir = join(abode.root, 'run', 'templates');
+  for (let i = 0; i < 300; i++) {
+    for (const key of existsSync(dir) ? readdirSync(dir) : []) {
+      const file = join(dir, key, 'template.json');
+      if (!existsSync(file)) continue;
+      const template = JSON.parse(readFileSync(file, 'utf8')) as { holderPid: number; memoryMiB: number };
+      if (template.memoryMiB === 256 && alive(template.holderPid)) return template.holderPid;
+    }
+    spawnSync('sleep', ['0.1']);
+  }
+  assert.fail('no VM template was built within 30 s of a boot');
+}
+
+/** The runtime's record of a VM: was it restored from a template, and its QEMU. */
+function vmRecord(id: string): { pid: number; restored?: boolean } {
+  return JSON.parse(readFileSync(join(abode.root, 'run', 'v', id.slice(0, 16), 'state.json'), 'utf8')) as {
+    pid: number;
+    restored?: boolean;
+  };
+}
+
+const rssKiB = (pid: number) =>
+  Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+describe('VMs restored from a template', () => {
+  test("after a boot, VMs of that machine are restored: each with the host's clock and random numbers of its own", () => {
+    ok(vm('true'));
+    awaitTemplate();
+    const ids = ['copy1', 'copy2'].map((name) =>
+      ok(['run', '-d', '--name', name, '--isolation', 'vm', 'busybox', 'sleep', '1000']).trim(),
+    );
+    try {
+      for (const id of ids) assert.equal(vmRecord(id).restored, true, `${id} was booted, not restored`);
+      const guestClock = Number(ok(['exec', 'copy1', 'date', '+%s']).trim());
+      assert.ok(Math.abs(guestClock - Date.now() / 1000) < 3, `the guest's clock says ${guestClock}`);
+      const random = ['copy1', 'copy2'].map((name) =>
+        ok(['exec', name, 'sh', '-c', 'head -c 16 /dev/urandom | od -An -tx1']),
+      );
+      assert.notEqual(random[0], random[1]);
+      assert.match(ok(['exec', 'copy2', 'uname', '-r']), /cloud-amd64/);
+      assert.equal(abode.run(['exec', 'copy2', 'sh', '-c', 'exit 7']).code, 7);
+    } finally {
+      ok(['rm', '-f', 'copy1', 'copy2']);
+    }
+  });
+
+  test('a copy gives the memory its guest frees back to the host, and its template stays as it was', () => {
+    const holder = awaitTemplate();
+    const memory = readdirSync(`/proc/${holder}/fd`)
+      .map((fd) => `/proc/${holder}/fd/${fd}`)
+      .find((path) => statSync(path).size >= 128 * 2 ** 20)!;
+    const before = sha256(memory);
+    const id = ok(['run', '-d', '--name', 'spender', '--isolation', 'vm', 'busybox', 'sleep', '1000']).trim();
+    try {
+      const qemu = vmRecord(id).pid;
+      ok(['exec', 'spender', 'dd', 'if=/dev/zero', 'of=/dev/shm/fill', 'bs=1M', 'count=96']);
+      const full = rssKiB(qemu);
+      ok(['exec', 'spender', 'rm', '/dev/shm/fill']);
+      let now = full;
+      for (let i = 0; i < 100 && now > full - 64 * 1024; i++) {
+        spawnSync('sleep', ['0.1']);
+        now = rssKiB(qemu);
+      }
+      assert.ok(
+        now <= full - 64 * 1024,
+        `QEMU kept ${now} KiB after the guest freed 96 MiB (${full} KiB full)`,
+      );
+      assert.equal(sha256(memory), before, "the template's memory changed");
+    } finally {
+      ok(['rm', '-f', 'spender']);
+    }
+  });
+
+  test("without its template's holder, a VM boots (and a new template is built)", () => {
+    const holder = awaitTemplate();
+    process.kill(holder, 'SIGKILL');
+    for (let i = 0; i < 50 && alive(holder); i++) spawnSync('sleep', ['0.02']);
+    const id = ok(['run', '-d', '--name', 'booted', '--isolation', 'vm', 'busybox', 'sleep', '1000']).trim();
+    try {
+      assert.equal(vmRecord(id).restored, undefined);
+      assert.match(ok(['exec', 'booted', 'uname', '-r']), /cloud-amd64/);
+    } finally {
+      ok(['rm', '-f', 'booted']);
+    }
+    assert.notEqual(awaitTemplate(), holder);
   });
 });
 

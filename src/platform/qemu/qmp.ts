@@ -84,3 +84,61 @@ export async function qmpGuestMemory(socket: string, timeoutMs?: number): Promis
   const [balloon] = await qmpRun(socket, [{ execute: 'query-balloon' }], timeoutMs);
   return (balloon as { actual: number }).actual;
 }
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The machine's device state saved to `statePath`, its RAM left in its shared memory file (x-ignore-shared). */
+export async function qmpSnapshot(socket: string, statePath: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  await qmpRun(socket, [
+    { execute: 'migrate-set-capabilities', arguments: { capabilities: [IGNORE_SHARED] } },
+    { execute: 'migrate', arguments: { uri: `exec:cat > ${shellQuote(statePath)}` } },
+  ]);
+  for (;;) {
+    const [info] = await qmpRun(socket, [{ execute: 'query-migrate' }]);
+    const { status, 'error-desc': why } = info as { status?: string; 'error-desc'?: string };
+    if (status === 'completed') return;
+    if (status === 'failed' || status === 'cancelled')
+      throw new InternalError(`QMP ${socket}: the snapshot ${status}${why ? `: ${why}` : ''}`);
+    if (Date.now() > deadline)
+      throw new InternalError(`QMP ${socket}: the snapshot took over ${timeoutMs} ms`);
+    await pause(5);
+  }
+}
+
+/**
+ * Loads a snapshot's device state into a QEMU started with -incoming defer (its RAM maps the template's
+ * memory file) and lets it run. Waits for QMP's socket, which QEMU makes as it starts.
+ */
+export async function qmpRestore(socket: string, statePath: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const restore: QmpCommand[] = [
+    { execute: 'migrate-set-capabilities', arguments: { capabilities: [IGNORE_SHARED] } },
+    { execute: 'migrate-incoming', arguments: { uri: `exec:cat ${shellQuote(statePath)}` } },
+  ];
+  for (;;) {
+    try {
+      await qmpRun(socket, restore, Math.max(100, deadline - Date.now()));
+      break;
+    } catch (error) {
+      const notYet = /ENOENT|ECONNREFUSED/.test((error as Error).message);
+      if (!notYet || Date.now() > deadline) throw error;
+      await pause(2);
+    }
+  }
+  for (;;) {
+    const status = await qmpStatus(socket);
+    if (status === 'paused') await qmpRun(socket, [{ execute: 'cont' }]);
+    if (status === 'running' || status === 'paused') return;
+    if (status !== 'inmigrate') throw new InternalError(`QMP ${socket}: the restore ended ${status}`);
+    if (Date.now() > deadline)
+      throw new InternalError(`QMP ${socket}: the restore took over ${timeoutMs} ms`);
+    await pause(2);
+  }
+}
+
+const IGNORE_SHARED = { capability: 'x-ignore-shared', state: true };
+
+function shellQuote(path: string): string {
+  return `'${path.replace(/'/g, `'\\''`)}'`;
+}

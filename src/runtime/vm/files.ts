@@ -8,6 +8,8 @@ export interface VmFiles extends CgroupInstanceFiles {
   qmpSocket: string;
   /** Time from QEMU's start to the agent's READY frame. */
   bootMs?: number;
+  /** Restored from a template rather than booted. */
+  restored?: boolean;
   /** The disk overlay (in the bundle directory: it survives restarts, goes with the instance). */
   diskPath: string;
 }

@@ -4,8 +4,10 @@
  * QEMU's stdio (native/agent-protocol.h): the shim stays the instance's monitor, so logs, attach,
  * exit records and daemon restarts work as for containers.
  */
-import { mkdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { dirname, join } from 'node:path';
 import type { Bundle, ExecHandle, ResourceStats, Runtime, RuntimeState } from '../../core/runtime.js';
 import type { OciProcess, OciResources, OciSpec } from '../../core/oci.js';
 import { AbodeError, InternalError, InvalidArgumentError, UnavailableError } from '../../core/errors.js';
@@ -15,7 +17,15 @@ import { readUserDb, resolveUser } from '../../platform/user.js';
 import { ensureKernel, type GuestKernel } from '../../platform/qemu/kernel.js';
 import { ensureInitramfs } from '../../platform/qemu/initramfs.js';
 import { ensureBaseDisk, ensureOverlayDisk, sweepBaseDisks } from '../../platform/qemu/disk.js';
-import { hostTscKhz, kernelCmdline, machineSize, MIN_GUEST_MIB, qemuArgs } from '../../platform/qemu/args.js';
+import {
+  hostTscKhz,
+  kernelCmdline,
+  machineSize,
+  MIN_GUEST_MIB,
+  qemuArgs,
+  templateCmdline,
+  type VmMachine,
+} from '../../platform/qemu/args.js';
 import {
   encodeAgentStart,
   type AgentMount,
@@ -24,13 +34,22 @@ import {
 } from '../../platform/qemu/agent-protocol.js';
 import { parseMountOptions } from '../../platform/mount-options.js';
 import { startVirtiofsd, type Share } from '../../platform/qemu/virtiofsd.js';
-import { qmpGuestMemory, qmpStatus } from '../../platform/qemu/qmp.js';
+import { qmpGuestMemory, qmpRestore, qmpSnapshot, qmpStatus } from '../../platform/qemu/qmp.js';
 import { processFailure } from '../errors.js';
 import { findOnPath, hostShimSpec, lowerDirs } from '../host-process.js';
 import { CgroupShimRuntime } from '../instance-cgroup.js';
 import type { StandbyPool } from '../standby-pool.js';
 import { execMonitorPaths, makeExecDir, startExec, startMonitor, startMonitorIn } from '../shim-instance.js';
 import { consoleTail, parseStartError, type VmFiles } from './files.js';
+import { MemoryHolder, templateKey, type Template, type VmTemplates } from './templates.js';
+
+const execFileAsync = promisify(execFile);
+
+/** Beside the shim: lets a copy of a template give guest pages back under QEMU 7.2 (native/qemu-discard.c). */
+const DISCARD_PRELOAD = 'abode-qemu-discard.so';
+
+/** How long a template's guest gets to give its free pages back before its snapshot (reporting waits 2 s). */
+const TEMPLATE_SETTLE_MS = 2500;
 
 /** QEMU's own memory beside guest RAM (its code, the kept kernel copy, the TCG cache), added to the cgroup limit. */
 export const QEMU_OVERHEAD = 192 * 2 ** 20;
@@ -56,6 +75,8 @@ export interface VmRuntimeOptions {
   tcgCacheMiB?: number;
   /** Standby monitors already in a cgroup of their own (QEMU then starts inside it, no migration). */
   pool?: StandbyPool;
+  /** VM templates to restore from (and build after a boot); without it every VM boots. */
+  templates?: VmTemplates;
 }
 
 /** The OCI annotation that carries `--kernel` to the runtime. */
@@ -138,11 +159,58 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     await ensureOverlayDisk(qemuImg, base, diskPath);
     await writeFile(join(bundle.dir, 'vm-layers.json'), JSON.stringify(lowerdirs));
 
+    const spec = bundle.spec;
+    const size = machineSize(spec.linux.resources?.memory?.limit, nanoCpus(spec.linux.resources));
+    const accel = await this.options.accelerator();
+    const machine = {
+      qemu,
+      accel: accel.name,
+      memoryMiB: size.memoryMiB,
+      cpus: size.cpus,
+      ...(this.options.tcgCacheMiB ? { tcgCacheMiB: this.options.tcgCacheMiB } : {}),
+      kernel: kernel.image,
+      initrd,
+      cmdline: kernelCmdline({ tscKhz: await hostTscKhz() }),
+    };
+    // virtio-fs needs guest RAM that virtiofsd maps too: a VM with shares always boots.
+    const key =
+      this.options.templates && volumes.length === 0
+        ? await templateKey(machine).catch(() => undefined)
+        : undefined;
+    const template = key ? this.options.templates!.get(key) : undefined;
+    const boot = { id, bundle, volumes, lowerdirs, diskPath, machine, kernel };
+    if (template) {
+      try {
+        return await this.boot(boot, template);
+      } catch (error) {
+        if (process.env.ABODE_DEBUG_TEMPLATES) console.error(`template ${key}: ${(error as Error).message}`);
+        // A copy that does not come up costs its template (it is built again), never the run.
+        this.options.templates!.drop(key!);
+      }
+    }
+    const created = await this.boot(boot);
+    if (key) this.options.templates!.prepare(key, () => this.buildTemplate(key, machine));
+    return created;
+  }
+
+  /** Boots the VM, or restores it from `template`; on failure nothing of it is left. */
+  private async boot(
+    b: {
+      id: string;
+      bundle: Bundle;
+      volumes: SharedDirectory[];
+      lowerdirs: string[];
+      diskPath: string;
+      machine: Omit<VmMachine, 'consolePath'>;
+      kernel: GuestKernel;
+    },
+    template?: Template,
+  ): Promise<{ pid: number }> {
+    const { id, bundle, volumes, lowerdirs, diskPath, machine, kernel } = b;
     const runDir = this.runDir(id);
     await rm(runDir, { recursive: true, force: true });
     await mkdir(runDir, { recursive: true });
     const spec = bundle.spec;
-    const size = machineSize(spec.linux.resources?.memory?.limit, nanoCpus(spec.linux.resources));
     const resources = hostResources(spec.linux.resources);
     const standby = await this.options.pool?.take(resources);
     const cgroupPath = standby?.cgroupPath ?? this.cgroupPath(id);
@@ -166,16 +234,11 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
         destination: volumes[i]!.destination,
         readOnly: share.readOnly,
       }));
-      const accel = await this.options.accelerator();
       const args = qemuArgs({
-        qemu,
-        accel: accel.name,
-        memoryMiB: size.memoryMiB,
-        cpus: size.cpus,
-        ...(this.options.tcgCacheMiB ? { tcgCacheMiB: this.options.tcgCacheMiB } : {}),
-        kernel: kernel.image,
-        initrd,
-        cmdline: kernelCmdline({ tscKhz: await hostTscKhz() }),
+        ...machine,
+        ...(template
+          ? { cmdline: templateCmdline(machine.cmdline), template: { memory: template.memory, role: 'copy' } }
+          : {}),
         disk: diskPath,
         diskDisposable: discardRoot,
         consolePath,
@@ -185,7 +248,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       const process = await this.agentProcess(spec.process, lowerdirs, spec);
       const shimSpec = hostProcessSpec({
         id,
-        args: [qemu, ...args],
+        args: [machine.qemu, ...args],
         cgroupProcs: cgroup.procsFiles(),
         logPath: bundle.logPath,
         exitPath: join(bundle.dir, 'exit.json'),
@@ -203,11 +266,22 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
         // before a caller's own minute runs out.
         bootTimeoutMs: this.options.bootTimeoutMs ?? 30_000,
         // As /proc/PID/maps names them.
-        reclaimFiles: await Promise.all([kernel.image, initrd].map((file) => realpath(file))),
+        reclaimFiles: await Promise.all([kernel.image, machine.initrd].map((file) => realpath(file))),
+        ...(template
+          ? { agentResume: true, preload: join(dirname(this.options.shimPath), DISCARD_PRELOAD) }
+          : {}),
       });
       let ready;
       try {
-        ready = await startMonitorIn(this.options.shimPath, runDir, shimSpec, standby?.child);
+        const started = startMonitorIn(this.options.shimPath, runDir, shimSpec, standby?.child);
+        if (template) {
+          // A copy waits for its device state: when that fails, QEMU is ended so the monitor gives up at once.
+          await qmpRestore(qmpSocket, template.state).catch(async (error: unknown) => {
+            await cgroup.killAll('SIGKILL').catch(() => undefined);
+            throw error;
+          });
+        }
+        ready = await started;
       } catch (error) {
         const tail = await consoleTail(consolePath);
         const qemuErr = (await readFile(join(runDir, 'shim.stderr'), 'utf8').catch(() => '')).trim();
@@ -230,6 +304,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
         diskPath,
         ...(standby ? { monitorInCgroup: true } : {}),
         ...(ready.bootMs !== undefined ? { bootMs: ready.bootMs } : {}),
+        ...(template ? { restored: true } : {}),
       };
       await this.saveFiles(files);
       return { pid: ready.pid };
@@ -239,6 +314,104 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       await cgroup.destroy().catch(() => undefined);
       await rm(runDir, { recursive: true, force: true });
       throw error instanceof AbodeError ? error : processFailure(error, spec.process.args[0] ?? '');
+    }
+  }
+
+  /**
+   * Ends what templates a previous daemon left (its holders ended with it; a build it had under way did
+   * not) and their files. Run at the daemon's start, and at its end for builds still under way.
+   */
+  async sweepTemplates(): Promise<void> {
+    this.options.templates?.close();
+    const dir = join(this.options.runRoot, 'templates');
+    const keys = await readdir(dir).catch(() => [] as string[]);
+    for (const key of keys) {
+      const cgroup = await this.options.cgroups
+        .open(join(this.options.cgroupParent, `template-${key}`))
+        .catch(() => undefined);
+      await cgroup?.killAll('SIGKILL').catch(() => undefined);
+      await cgroup?.destroy().catch(() => undefined);
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Boots a template of the machine (no disk of an image's: a placeholder), waits for the guest to give
+   * its free pages back, snapshots it and seals its memory. Runs beside the VMs, in a cgroup of its own.
+   */
+  private async buildTemplate(
+    key: string,
+    machine: Omit<VmMachine, 'consolePath'>,
+  ): Promise<{ template: Template; holder: MemoryHolder }> {
+    const dir = join(this.options.runRoot, 'templates', key);
+    const cgroupPath = join(this.options.cgroupParent, `template-${key}`);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    const holder = await MemoryHolder.start(this.options.shimPath, machine.memoryMiB * 2 ** 20);
+    const cgroup = await this.options.cgroups.create(cgroupPath, {
+      memory: { limit: machine.memoryMiB * 2 ** 20 + QEMU_OVERHEAD },
+    });
+    try {
+      const disk = join(dir, 'placeholder.qcow2');
+      await execFileAsync(findBinary(this.options.qemuImg ?? 'qemu-img') ?? 'qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        disk,
+        '1M',
+      ]);
+      const qmpSocket = join(dir, 'qmp.sock');
+      const args = qemuArgs({
+        ...machine,
+        cmdline: templateCmdline(machine.cmdline),
+        template: { memory: holder.path, role: 'boot' },
+        disk,
+        consolePath: join(dir, 'console.log'),
+        qmpSocket,
+      });
+      const booted = await startMonitorIn(
+        this.options.shimPath,
+        dir,
+        hostProcessSpec({
+          id: `template-${key}`,
+          args: [machine.qemu, ...args],
+          cgroupProcs: cgroup.procsFiles(),
+          logPath: join(dir, 'log'),
+          exitPath: join(dir, 'exit.json'),
+          socketPath: join(dir, 'shim.sock'),
+          agent: 'vm',
+          agentStart: Buffer.alloc(0),
+          bootTimeoutMs: this.options.bootTimeoutMs ?? 30_000,
+        }),
+      );
+      // Free page reporting gives the host the guest's free pages ~2 s after they are freed: the
+      // snapshot's memory then holds only what the guest uses.
+      await new Promise((resolve) => setTimeout(resolve, TEMPLATE_SETTLE_MS));
+      const state = join(dir, 'state');
+      await qmpSnapshot(qmpSocket, state);
+      await cgroup.killAll('SIGKILL');
+      // The seal waits for the last shared writable mapping to go: QEMU's.
+      await waitGone(booted.pid, 5000);
+      await holder.seal();
+      const template = { memory: holder.path, state };
+      // What is ready, for whoever looks (tests, a user wondering what the holder process is).
+      await writeFile(
+        join(dir, 'template.json'),
+        JSON.stringify({
+          ...template,
+          holderPid: holder.pid,
+          memoryMiB: machine.memoryMiB,
+          cpus: machine.cpus,
+        }),
+      );
+      return { template, holder };
+    } catch (error) {
+      holder.kill();
+      throw error;
+    } finally {
+      await cgroup.killAll('SIGKILL').catch(() => undefined);
+      await cgroup.destroy().catch(() => undefined);
     }
   }
 
@@ -342,9 +515,14 @@ function checkMemory(limit: number | undefined): void {
 }
 
 /** The user's volumes (-v, named volumes: bind mounts in the spec), shared over virtio-fs; directories only. */
-async function sharedDirectories(
-  spec: OciSpec,
-): Promise<{ source: string; destination: string; readOnly: boolean }[]> {
+/** A host directory that -v shares with the guest. */
+interface SharedDirectory {
+  source: string;
+  destination: string;
+  readOnly: boolean;
+}
+
+async function sharedDirectories(spec: OciSpec): Promise<SharedDirectory[]> {
   const binds = (spec.mounts ?? []).filter((m) => m.type === 'bind' && !ENGINE_FILES.has(m.destination));
   return Promise.all(
     binds.map(async (m) => {
@@ -413,9 +591,11 @@ function hostProcessSpec(
     ShimSpec,
     'id' | 'args' | 'cgroupProcs' | 'logPath' | 'exitPath' | 'socketPath' | 'agentStart' | 'bootTimeoutMs'
   > &
-    Pick<Partial<ShimSpec>, 'reclaimFiles'> & { agent: 'vm' | 'session' },
+    Pick<Partial<ShimSpec>, 'reclaimFiles' | 'agentResume'> & { agent: 'vm' | 'session'; preload?: string },
 ): ShimSpec {
-  return hostShimSpec({ ...p, env: [`PATH=${GUEST_PATH}`], cwd: '/', terminal: false, openStdin: true });
+  const { preload, ...spec } = p;
+  const env = [`PATH=${GUEST_PATH}`, ...(preload ? [`LD_PRELOAD=${preload}`] : [])];
+  return hostShimSpec({ ...spec, env, cwd: '/', terminal: false, openStdin: true });
 }
 
 async function waitGone(pid: number, timeoutMs: number): Promise<void> {

@@ -1,0 +1,142 @@
+/**
+ * VM templates: a guest booted once per machine shape (QEMU, kernel, initramfs, RAM, vCPUs,
+ * accelerator), snapshotted when its agent says READY, and restored for each later VM of that shape.
+ * The template's RAM stays in a memfd that `abode-shim --hold-memory` holds and seals; every copy maps
+ * it private, so what the copies only read is in the host's memory once, and a copy runs in tens of
+ * milliseconds instead of booting. Holders end with the process that started them (the daemon).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { InternalError } from '../../core/errors.js';
+
+/** A ready template: the memory file its copies map, and the device state they load. */
+export interface Template {
+  /** /proc/PID/fd/N of the holder's memfd. */
+  memory: string;
+  /** The snapshot's device state (QMP migrate with x-ignore-shared). */
+  state: string;
+}
+
+/** The guest RAM of a template, in a memfd that its holder seals once the template's snapshot is taken. */
+export class MemoryHolder {
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly replies: AsyncIterator<string>,
+    readonly pid: number,
+    readonly fd: number,
+  ) {}
+
+  /** Starts `abode-shim --hold-memory BYTES`. */
+  static async start(shimPath: string, bytes: number): Promise<MemoryHolder> {
+    const child = spawn(shimPath, ['--hold-memory', String(bytes)], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+    const first = await Promise.race([
+      lines.next(),
+      new Promise<never>((_, reject) => child.once('error', reject)),
+    ]);
+    const hello = JSON.parse(first.done ? '{}' : first.value) as {
+      pid?: number;
+      fd?: number;
+      error?: string;
+    };
+    if (hello.pid === undefined || hello.fd === undefined) {
+      child.kill('SIGKILL');
+      throw new InternalError(
+        `cannot hold a VM template's memory: ${hello.error ?? 'the holder said nothing'}`,
+      );
+    }
+    child.unref();
+    (child.stdout as unknown as { unref?: () => void }).unref?.();
+    (child.stdin as unknown as { unref?: () => void }).unref?.();
+    return new MemoryHolder(child, lines, hello.pid, hello.fd);
+  }
+
+  /** The path a QEMU opens to map the memory. */
+  get path(): string {
+    return `/proc/${this.pid}/fd/${this.fd}`;
+  }
+
+  /** Forbids every further write to the memory (copies then map it private, and cannot punch holes in it). */
+  async seal(): Promise<void> {
+    this.child.stdin!.write('seal\n');
+    const reply = await this.replies.next();
+    if (reply.done || reply.value !== 'ok')
+      throw new InternalError(
+        `cannot seal a VM template's memory: ${reply.done ? 'the holder is gone' : reply.value}`,
+      );
+    this.child.stdin!.end();
+  }
+
+  /** True while the holder runs. */
+  alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+}
+
+/** Templates by machine shape: ready ones, and one build at a time per shape. */
+export class VmTemplates {
+  private readonly ready = new Map<string, { template: Template; holder: MemoryHolder }>();
+  private readonly building = new Map<string, Promise<void>>();
+
+  /** The ready template of `key`, if its holder still runs. */
+  get(key: string): Template | undefined {
+    const entry = this.ready.get(key);
+    if (entry && !entry.holder.alive()) this.ready.delete(key);
+    return entry?.holder.alive() ? entry.template : undefined;
+  }
+
+  /** Builds `key`'s template in the background unless it is ready or being built; a failed build is forgotten. */
+  prepare(key: string, build: () => Promise<{ template: Template; holder: MemoryHolder }>): void {
+    if (this.get(key) || this.building.has(key)) return;
+    const done = build()
+      .then((entry) => {
+        this.ready.set(key, entry);
+      })
+      .catch((error: unknown) => {
+        if (process.env.ABODE_DEBUG_TEMPLATES) console.error(`template ${key}: ${(error as Error).message}`);
+      })
+      .finally(() => this.building.delete(key));
+    this.building.set(key, done);
+  }
+
+  /** Waits for the builds under way (tests, benchmarks). */
+  async settled(): Promise<void> {
+    await Promise.all(this.building.values());
+  }
+
+  /** Forgets `key`'s template (a copy of it failed) and ends its holder. */
+  drop(key: string): void {
+    this.ready.get(key)?.holder.kill();
+    this.ready.delete(key);
+  }
+
+  /** Ends every holder. */
+  close(): void {
+    for (const key of [...this.ready.keys()]) this.drop(key);
+  }
+}
+
+/** What makes two VMs' boots the same: the files by path, size and time, and the machine's settings. */
+export async function templateKey(shape: {
+  qemu: string;
+  kernel: string;
+  initrd: string;
+  [setting: string]: unknown;
+}): Promise<string> {
+  const files = await Promise.all(
+    [shape.qemu, shape.kernel, shape.initrd].map(async (path) => {
+      const s = await stat(path);
+      return `${path}:${s.size}:${s.mtimeMs}`;
+    }),
+  );
+  return createHash('sha256')
+    .update(JSON.stringify({ format: 1, files, shape }))
+    .digest('hex')
+    .slice(0, 16);
+}
