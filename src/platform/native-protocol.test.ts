@@ -186,6 +186,7 @@ describe('encodeShimSpec', () => {
         agentStart: Buffer.from('a=true\0'),
         bootTimeoutMs: 60_000,
         reclaimFiles: ['/var/lib/abode/vm/kernel/vmlinux', '/var/lib/abode/vm/initramfs/i.cpio'],
+        agentResume: true,
       };
       const expected = asDumped(spec) as Record<string, unknown>;
       expected.agentStart = spec.agentStart!.toString('hex');

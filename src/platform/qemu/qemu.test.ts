@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { encodeAgentStart } from './agent-protocol.js';
-import { kernelCmdline, machineSize, qemuArgs } from './args.js';
+import { kernelCmdline, machineSize, qemuArgs, templateCmdline } from './args.js';
 import { CPIO_DIR, CPIO_FILE, writeCpio } from './cpio.js';
 import { sweepBaseDisks } from './disk.js';
 import { lz4Block, lz4LegacyDecompress } from './lz4.js';
@@ -113,6 +113,19 @@ describe('QEMU arguments', () => {
     assert.match(joined, /file=\/i\/disk.qcow2,format=qcow2/);
     assert.match(joined, /virtio-balloon-device,free-page-reporting=on/);
     assert.match(joined, /-serial file:\/r\/console.log/);
+  });
+  it('boots a template on its shared memory file, and restores a copy on a private mapping of it', () => {
+    const boot = qemuArgs({ ...base, accel: 'tcg', template: { memory: '/proc/7/fd/3', role: 'boot' } });
+    assert.match(boot.join(' '), /memory-backend-file,id=ram,size=256M,mem-path=\/proc\/7\/fd\/3,share=on/);
+    assert.ok(!boot.includes('-incoming'));
+    const copy = qemuArgs({ ...base, accel: 'tcg', template: { memory: '/proc/7/fd/3', role: 'copy' } });
+    assert.match(copy.join(' '), /mem-path=\/proc\/7\/fd\/3,share=off/);
+    assert.deepEqual(copy.slice(copy.indexOf('-incoming'), copy.indexOf('-incoming') + 2), [
+      '-incoming',
+      'defer',
+    ]);
+    assert.doesNotMatch(copy.join(' '), /memory-backend-memfd/);
+    assert.match(templateCmdline('console=ttyS0'), /^console=ttyS0 abode\.template$/);
   });
   it('uses KVM with the host CPU when told', () => {
     const joined = qemuArgs({ ...base, accel: 'kvm' }).join(' ');

@@ -61,7 +61,10 @@ export class MemoryHolder {
   /** Forbids every further write to the memory (copies then map it private, and cannot punch holes in it). */
   async seal(): Promise<void> {
     this.child.stdin!.write('seal\n');
-    const reply = await this.replies.next();
+    // The holder's pipes do not keep the process alive, except while it waits for this answer.
+    const stdout = this.child.stdout as unknown as { ref?: () => void; unref?: () => void };
+    stdout.ref?.();
+    const reply = await this.replies.next().finally(() => stdout.unref?.());
     if (reply.done || reply.value !== 'ok')
       throw new InternalError(
         `cannot seal a VM template's memory: ${reply.done ? 'the holder is gone' : reply.value}`,
