@@ -174,6 +174,7 @@ async function main(): Promise<void> {
           Cgroup: cgroups.describe(),
           Runtimes: Object.keys({ container, vm, ...ociRuntimes }),
           Accelerator: accel,
+          VmTemplates: await vm.templatesInfo(),
         };
       },
       processTable,

@@ -291,6 +291,7 @@ describe('VMs restored from a template', () => {
   test("after a boot, VMs of that machine are restored: each with the host's clock and random numbers of its own", () => {
     ok(vm('true'));
     awaitTemplate();
+    assert.match(ok(['info']), /VM Templates: on \(\d+ ready: .*256 MiB × 2 vCPUs, holding/);
     const ids = ['copy1', 'copy2'].map((name) =>
       ok(['run', '-d', '--name', name, '--isolation', 'vm', 'busybox', 'sleep', '1000']).trim(),
     );

@@ -150,6 +150,7 @@ export function registerResources(program: Command, run: Run): void {
           `Cgroup Version: ${cgroup.mode}`,
           `Runtimes: ${(info.Runtimes as string[]).join(' ')}`,
           `VM Accelerator: ${accel.name} (${accel.reason})`,
+          `VM Templates: ${templatesLine(info.VmTemplates as TemplatesInfo | undefined)}`,
           `CPUs: ${info.NCPU}`,
           `Total Memory: ${humanSize(info.MemTotal as number)}`,
           `Root Dir: ${info.RootDir}`,
@@ -188,4 +189,16 @@ export function registerResources(program: Command, run: Run): void {
       });
       process.exit(result.status ?? 1);
     });
+}
+
+interface TemplatesInfo {
+  Enabled: boolean;
+  Ready: { MemoryMiB: number; Cpus: number; HeldBytes: number }[];
+}
+
+/** "on (1 ready: 256 MiB × 2 vCPUs, holding 63 MiB)", or off and how to turn them on. */
+function templatesLine(t: TemplatesInfo | undefined): string {
+  if (!t?.Enabled) return 'off (every VM boots; the daemon was started with ABODE_VM_TEMPLATES=0)';
+  const ready = t.Ready.map((r) => `${r.MemoryMiB} MiB × ${r.Cpus} vCPUs, holding ${humanSize(r.HeldBytes)}`);
+  return `on (${t.Ready.length} ready${ready.length ? `: ${ready.join('; ')}` : ', built after the first boot of a machine'})`;
 }

@@ -41,7 +41,13 @@ import { CgroupShimRuntime } from '../instance-cgroup.js';
 import type { StandbyPool } from '../standby-pool.js';
 import { execMonitorPaths, makeExecDir, startExec, startMonitor, startMonitorIn } from '../shim-instance.js';
 import { consoleTail, parseStartError, type VmFiles } from './files.js';
-import { MemoryHolder, templateKey, type Template, type VmTemplates } from './templates.js';
+import {
+  MemoryHolder,
+  templateKey,
+  type BuiltTemplate,
+  type Template,
+  type VmTemplates,
+} from './templates.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -317,6 +323,18 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     }
   }
 
+  /** VM templates for `abode info`: off, or the ready ones. */
+  async templatesInfo(): Promise<{
+    Enabled: boolean;
+    Ready: { MemoryMiB: number; Cpus: number; HeldBytes: number }[];
+  }> {
+    const ready = (await this.options.templates?.describe()) ?? [];
+    return {
+      Enabled: this.options.templates !== undefined,
+      Ready: ready.map((t) => ({ MemoryMiB: t.memoryMiB, Cpus: t.cpus, HeldBytes: t.heldBytes })),
+    };
+  }
+
   /**
    * Ends what templates a previous daemon left (its holders ended with it; a build it had under way did
    * not) and their files. Run at the daemon's start, and at its end for builds still under way.
@@ -339,10 +357,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
    * Boots a template of the machine (no disk of an image's: a placeholder), waits for the guest to give
    * its free pages back, snapshots it and seals its memory. Runs beside the VMs, in a cgroup of its own.
    */
-  private async buildTemplate(
-    key: string,
-    machine: Omit<VmMachine, 'consolePath'>,
-  ): Promise<{ template: Template; holder: MemoryHolder }> {
+  private async buildTemplate(key: string, machine: Omit<VmMachine, 'consolePath'>): Promise<BuiltTemplate> {
     const dir = join(this.options.runRoot, 'templates', key);
     const cgroupPath = join(this.options.cgroupParent, `template-${key}`);
     await rm(dir, { recursive: true, force: true });
@@ -405,7 +420,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
           cpus: machine.cpus,
         }),
       );
-      return { template, holder };
+      return { template, holder, memoryMiB: machine.memoryMiB, cpus: machine.cpus };
     } catch (error) {
       holder.kill();
       throw error;

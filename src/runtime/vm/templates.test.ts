@@ -82,13 +82,17 @@ describe('VM templates', () => {
       const template = { memory: holder.path, state: '/nowhere/state' };
       const build = async () => {
         builds++;
-        return { template, holder };
+        return { template, holder, memoryMiB: 256, cpus: 2 };
       };
       templates.prepare('a', build);
       templates.prepare('a', build);
       await templates.settled();
       assert.equal(builds, 1);
       assert.deepEqual(templates.get('a'), template);
+      assert.deepEqual(
+        (await templates.describe()).map((t) => [t.memoryMiB, t.cpus]),
+        [[256, 2]],
+      );
       templates.prepare('b', () => Promise.reject(new Error('no')));
       await templates.settled();
       assert.equal(templates.get('b'), undefined);

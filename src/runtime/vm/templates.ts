@@ -82,9 +82,17 @@ export class MemoryHolder {
   }
 }
 
+/** What a build gives: the template, its holder, and the machine it is of (for `abode info`). */
+export interface BuiltTemplate {
+  template: Template;
+  holder: MemoryHolder;
+  memoryMiB: number;
+  cpus: number;
+}
+
 /** Templates by machine shape: ready ones, and one build at a time per shape. */
 export class VmTemplates {
-  private readonly ready = new Map<string, { template: Template; holder: MemoryHolder }>();
+  private readonly ready = new Map<string, BuiltTemplate>();
   private readonly building = new Map<string, Promise<void>>();
 
   /** The ready template of `key`, if its holder still runs. */
@@ -95,7 +103,7 @@ export class VmTemplates {
   }
 
   /** Builds `key`'s template in the background unless it is ready or being built; a failed build is forgotten. */
-  prepare(key: string, build: () => Promise<{ template: Template; holder: MemoryHolder }>): void {
+  prepare(key: string, build: () => Promise<BuiltTemplate>): void {
     if (this.get(key) || this.building.has(key)) return;
     const done = build()
       .then((entry) => {
@@ -106,6 +114,20 @@ export class VmTemplates {
       })
       .finally(() => this.building.delete(key));
     this.building.set(key, done);
+  }
+
+  /** The ready templates: their machines, and the host memory each holds (its memfd's pages). */
+  async describe(): Promise<{ memoryMiB: number; cpus: number; heldBytes: number }[]> {
+    const entries = [...this.ready.values()].filter((entry) => entry.holder.alive());
+    return Promise.all(
+      entries.map(async ({ holder, memoryMiB, cpus }) => ({
+        memoryMiB,
+        cpus,
+        heldBytes: await stat(holder.path)
+          .then((s) => s.blocks * 512)
+          .catch(() => 0),
+      })),
+    );
   }
 
   /** Waits for the builds under way (tests, benchmarks). */
