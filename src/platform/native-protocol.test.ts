@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import {
   encodeShimFrame,
@@ -13,17 +12,9 @@ import {
   ShimFrameDecoder,
   type ShimSpec,
 } from './native-protocol.js';
+import { nativeBuild } from './native-build.js';
 
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'native', 'Makefile'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('repository root not found');
-    dir = up;
-  }
-  return dir;
-}
-const shimPath = join(repoRoot(), 'native', 'build', 'abode-shim');
+const shimPath = nativeBuild('abode-shim');
 const noShim = existsSync(shimPath) ? false : `${shimPath} is not built (run make -C native)`;
 
 function fullSpec(): ShimSpec {

@@ -15,12 +15,12 @@ import {
   symlinkSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import { ShimFrameDecoder, type ShimExit, type ShimSpec } from '../../src/platform/native-protocol.js';
 import { shimWait, ShimStartError, shimAttach, shimRequest, startShim } from '../../src/platform/shim.js';
+import { nativeBuild } from '../../src/platform/native-build.js';
 
 const CLONE_NEWNS = 0x20000;
 const CLONE_NEWCGROUP = 0x2000000;
@@ -35,16 +35,7 @@ const MS_NOEXEC = 8;
 const MS_STRICTATIME = 1 << 24;
 const RLIMIT_NOFILE = 7;
 
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'native', 'Makefile'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('repository root not found');
-    dir = up;
-  }
-  return dir;
-}
-const shimPath = join(repoRoot(), 'native', 'build', 'abode-shim');
+const shimPath = nativeBuild('abode-shim');
 const skip =
   process.getuid?.() !== 0
     ? 'needs root'

@@ -7,20 +7,15 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 
 import type { ShimSpec } from '../../src/platform/native-protocol.js';
 import { shimRequest, shimWait, ShimStartError, startShim } from '../../src/platform/shim.js';
 import { encodeAgentStart } from '../../src/platform/qemu/agent-protocol.js';
+import { nativeBuild } from '../../src/platform/native-build.js';
 
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'native', 'Makefile'))) dir = dirname(dir);
-  return dir;
-}
-const shimPath = join(repoRoot(), 'native', 'build', 'abode-shim');
+const shimPath = nativeBuild('abode-shim');
 const skip = existsSync(shimPath) ? false : `${shimPath} is not built (make -C native)`;
 const dir = mkdtempSync(join(tmpdir(), 'abode-vm-shim-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

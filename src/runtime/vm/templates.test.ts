@@ -10,22 +10,12 @@ import {
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { MemoryHolder, templateKey, VmTemplates } from './templates.js';
+import { nativeBuild } from '../../platform/native-build.js';
 
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'native', 'Makefile'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('repository root not found');
-    dir = up;
-  }
-  return dir;
-}
-
-const shimPath = join(repoRoot(), 'native', 'build', 'abode-shim');
+const shimPath = nativeBuild('abode-shim');
 const noShim = existsSync(shimPath) ? false : `${shimPath} is not built (run make -C native)`;
 
 describe('VM template memory holder', () => {
