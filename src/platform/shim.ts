@@ -79,6 +79,8 @@ export async function startShim(opts: StartShimOptions): Promise<ShimStarted> {
     // Waiting for its ready line must keep this process alive (the standby was unreferenced).
     child.ref();
     (child.stdout as unknown as { ref?: () => void }).ref?.();
+    // A standby that has died fails on this write: its exit (no ready line) is what gets reported.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(`${opts.specPath}\n`);
   } else {
     const errFd = openSync(opts.stderrPath, 'a', 0o640);

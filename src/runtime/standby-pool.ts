@@ -63,8 +63,10 @@ export class StandbyPool {
    */
   async take(resources: OciResources | undefined): Promise<Standby | undefined> {
     if (this.closed) return undefined;
-    const taken = await this.next;
+    // Claimed before the wait: two creates at once must never get the same monitor.
+    const claimed = this.next;
     this.next = undefined;
+    const taken = await claimed;
     setTimeout(() => {
       if (!this.next && !this.closed) this.refill();
     }, REFILL_DELAY_MS).unref();

@@ -1,5 +1,6 @@
 /** The runtime conformance suite against abode's own `container` runtime. */
 import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
 import { existsSync } from 'node:fs';
 import { detectCgroups } from '../../src/platform/cgroups/index.js';
 import { ContainerRuntime } from '../../src/runtime/container/index.js';
@@ -32,4 +33,29 @@ runRuntimeSuite({
     await cleanup();
     assert.deepEqual(left, [], 'standby pool cgroups were left behind');
   },
+});
+
+describe('standby pool', { skip: commonSkip() }, () => {
+  it('never gives one standby monitor to two creates at once', async () => {
+    const pool = new StandbyPool({
+      runRoot,
+      shimPath,
+      cgroups: await detectCgroups(),
+      cgroupParent: 'abode',
+    });
+    const taken = await Promise.all([pool.take(undefined), pool.take(undefined)]);
+    try {
+      assert.ok(taken[0] !== undefined || taken[1] !== undefined, 'neither create got the standby');
+      assert.notEqual(taken[0], taken[1]);
+    } finally {
+      for (const standby of taken.filter((t) => t !== undefined)) {
+        standby.child.kill('SIGKILL');
+        // the standby is unreferenced: wait on a timer, not on its exit event
+        while (standby.child.exitCode === null && standby.child.signalCode === null)
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        await standby.cgroup.destroy();
+      }
+      await pool.close();
+    }
+  });
 });
