@@ -28,7 +28,12 @@ void boot_open_modules(const char *list, struct module_set *set);
 void boot_load_modules(struct module_set *set);
 /* Loads the modules a list names, now. */
 void boot_modules(const char *list);
-int boot_root_async(const char *device, struct module_set *root, struct module_set *late);
+/* Makes the root disk ready in a child (`*child`, which then loads `late`); the fd boot_switch_root reads. */
+int boot_root_async(const char *device, struct module_set *root, struct module_set *late, pid_t *child);
+/* The ACPI power button's input device (QMP system_powerdown presses it), or -1 while there is none. */
+int boot_open_power_button(void);
+/* Reads the button's pending events; true when the power key was pressed. */
+bool boot_power_pressed(int fd);
 /* Loads the late modules (the memory balloon) now, and has it report small free chunks too. */
 void boot_late_modules(struct module_set *late);
 /* True in a template's boot (kernel argument abode.template): the host snapshots it after READY and

@@ -3,6 +3,7 @@
 #include "agent.h"
 
 #include <dirent.h>
+#include <linux/input.h>
 #include <linux/random.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -168,6 +169,37 @@ void boot_add_entropy(const void *seed, size_t len) {
     close(fd);
 }
 
+int boot_open_power_button(void) {
+  DIR *d = opendir("/dev/input");
+  struct dirent *e;
+  int found = -1;
+  while (d && found < 0 && (e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, "event", 5) != 0)
+      continue;
+    char path[300], name[64] = {0};
+    snprintf(path, sizeof path, "/dev/input/%s", e->d_name);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    if (ioctl(fd, EVIOCGNAME(sizeof name - 1), name) >= 0 && strcmp(name, "Power Button") == 0)
+      found = fd;
+    else
+      close(fd);
+  }
+  if (d)
+    closedir(d);
+  return found;
+}
+
+bool boot_power_pressed(int fd) {
+  struct input_event ev;
+  bool pressed = false;
+  while (read(fd, &ev, sizeof ev) == (ssize_t)sizeof ev)
+    if (ev.type == EV_KEY && ev.code == KEY_POWER && ev.value == 1)
+      pressed = true;
+  return pressed;
+}
+
 /* Removes the initramfs's files once every module is open or loaded: the old root stays in memory
  * under the new one, and the guest gets those pages back (the running /init keeps its own). */
 void boot_free_initramfs(void) {
@@ -253,11 +285,12 @@ struct root_result {
  * under TCG each costs tens of milliseconds that the second vCPU can take. The child then loads the
  * late modules (the memory balloon). Returns the fd boot_switch_root reads the outcome from.
  */
-int boot_root_async(const char *device, struct module_set *root, struct module_set *late) {
+int boot_root_async(const char *device, struct module_set *root, struct module_set *late, pid_t *child) {
   int result[2];
   if (pipe2(result, O_CLOEXEC) < 0)
     return -1;
   pid_t pid = fork();
+  *child = pid;
   if (pid > 0) {
     close(result[1]);
     drop_modules(root);

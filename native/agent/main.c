@@ -1,7 +1,8 @@
 /*
  * abode-agent: PID 1 of an abode microVM. Boots (boot.c), says READY on the agent port, mounts the
  * root disk, then runs sessions (session.c) as the host asks (agent-protocol.h) and powers the
- * machine off when session 0's process has ended.
+ * machine off when session 0's process has ended. The ACPI power button (QMP system_powerdown)
+ * asks that process to stop (SIGTERM).
  */
 #define _GNU_SOURCE
 #include "agent.h"
@@ -113,10 +114,15 @@ static int read_port(void) {
   return 0;
 }
 
+static pid_t late_loader_pid;
+static bool late_loaded;
+
 static void reap(void) {
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (pid == late_loader_pid)
+      late_loaded = true;
     for (size_t i = 0; i < MAX_SESSIONS; i++) {
       struct session *s = &sessions[i];
       if (s->used && s->pid == pid && !s->exited) {
@@ -143,10 +149,11 @@ int main(void) {
   /* A template's copies each get their own disk: the root waits for RESUME, the balloon does not. */
   bool template = boot_is_template();
   int root_fd = -1;
+  pid_t late_loader = 0; /* the child that loads the late modules, power button included */
   if (template)
     boot_late_modules(&late);
   else
-    root_fd = boot_root_async("/dev/vda", &root, &late);
+    root_fd = boot_root_async("/dev/vda", &root, &late, &late_loader);
   boot_modules("/modules.port");
   port = boot_open_port(10000);
   if (port < 0) {
@@ -169,12 +176,19 @@ int main(void) {
         nanosleep(&(struct timespec){0, 10000000}, NULL); /* no host connected yet */
     }
     struct module_set none = {.n = 0};
-    root_fd = boot_root_async("/dev/vda", &root, &none);
+    pid_t root_child;
+    root_fd = boot_root_async("/dev/vda", &root, &none, &root_child);
     if (boot_switch_root(root_fd, root_error, sizeof root_error) < 0)
       logf_console("%s", root_error);
     send_frame(AF_READY, 0, u.release, strlen(u.release));
   } else if (boot_switch_root(root_fd, root_error, sizeof root_error) < 0)
     logf_console("%s", root_error);
+
+  late_loader_pid = late_loader;
+  late_loaded = template || late_loader <= 0;
+  /* The power button appears once the late modules are in (and devtmpfs has its node): looked for a while. */
+  int power = -1;
+  long long power_search_until = monotonic_ms() + 5000;
 
   sigset_t chld;
   sigemptyset(&chld);
@@ -183,12 +197,17 @@ int main(void) {
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 
   for (;;) {
-    struct pollfd p[2 + 2 * MAX_SESSIONS];
-    struct session *owner[2 + 2 * MAX_SESSIONS];
+    struct pollfd p[3 + 2 * MAX_SESSIONS];
+    struct session *owner[3 + 2 * MAX_SESSIONS];
     nfds_t n = 0;
     p[n] = (struct pollfd){.fd = port, .events = POLLIN};
     owner[n++] = NULL;
     p[n] = (struct pollfd){.fd = sfd, .events = POLLIN};
+    owner[n++] = NULL;
+    bool searching = power < 0 && monotonic_ms() < power_search_until;
+    if (searching && late_loaded && (power = boot_open_power_button()) >= 0)
+      searching = false;
+    p[n] = (struct pollfd){.fd = power, .events = POLLIN}; /* fd -1: ignored by poll */
     owner[n++] = NULL;
     bool draining = false;
     for (size_t i = 0; i < MAX_SESSIONS; i++) {
@@ -206,13 +225,20 @@ int main(void) {
         owner[n++] = s;
       }
     }
-    int r = poll(p, n, draining ? 50 : -1);
+    int r = poll(p, n, draining ? 50 : searching ? 20 : -1);
     if (r < 0 && errno != EINTR)
       logf_console("poll: %s", strerror(errno));
     if (r > 0) {
-      for (nfds_t k = 2; k < n; k++)
+      for (nfds_t k = 3; k < n; k++)
         if (p[k].revents && owner[k]->used)
           session_pump(owner[k], p[k].fd);
+      if (p[2].revents && boot_power_pressed(power)) {
+        /* QMP system_powerdown: the main process is asked to stop, as `stop` asks it; no process, no wait */
+        struct session *main_session = session_find(0);
+        if (!main_session)
+          power_off();
+        session_input(main_session, AF_SIGNAL, "15", 2);
+      }
       if (p[1].revents) {
         struct signalfd_siginfo si;
         while (read(sfd, &si, sizeof si) == sizeof si) {

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { availableParallelism, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Abode, alive, hostSnapshot, processesOf } from './harness.js';
+import { qmpRun } from '../../src/platform/qemu/qmp.js';
 
 const abode = new Abode('abode-e2e-vm-');
 const ok = (args: string[], input?: string) => abode.ok(args, input);
@@ -184,6 +185,30 @@ describe('processes in a VM', () => {
     ok(['start', 'deaf']);
     assert.equal(ok(['exec', 'deaf', 'cat', '/kept']), 'written\n');
     ok(['rm', '-f', 'deaf']);
+  });
+
+  test("QMP's system_powerdown (the guest's power button) asks the main process to stop", async () => {
+    const id = ok([
+      'run',
+      '-d',
+      '--name',
+      'button',
+      '--isolation',
+      'vm',
+      'busybox',
+      'sh',
+      '-c',
+      'trap "echo asked to stop; exit 3" TERM; echo ready; while true; do sleep 1; done',
+    ]).trim();
+    try {
+      for (let i = 0; i < 100 && !ok(['logs', 'button']).includes('ready'); i++) spawnSync('sleep', ['0.05']);
+      const socket = join(abode.root, 'run', 'v', id.slice(0, 16), 'qmp.sock');
+      await qmpRun(socket, [{ execute: 'system_powerdown' }]);
+      assert.equal(ok(['wait', 'button']).trim(), '3');
+      assert.equal(ok(['logs', 'button']), 'ready\nasked to stop\n');
+    } finally {
+      ok(['rm', '-f', 'button']);
+    }
   });
 
   test("stats: QEMU's memory on the host against the guest's RAM", () => {

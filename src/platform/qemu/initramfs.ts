@@ -13,14 +13,14 @@ import { CPIO_CHAR, CPIO_DIR, CPIO_FILE, writeCpio, type CpioEntry } from './cpi
 import type { GuestKernel } from './kernel.js';
 
 /** Changes when the initramfs's files change shape (a cached one of another layout is not reused). */
-const LAYOUT = 'abode-initramfs-4';
+const LAYOUT = 'abode-initramfs-5';
 
 /** The agent channel's driver. */
 const PORT_MODULES: ReadonlySet<string> = new Set(['virtio_console.ko']);
 /** The root disk's driver. */
 const ROOT_MODULES: ReadonlySet<string> = new Set(['virtio_blk.ko']);
-/** Not needed to run the process (free page reporting). */
-const LATE_MODULES: ReadonlySet<string> = new Set(['virtio_balloon.ko']);
+/** Not needed to run the process (free page reporting, the power button). */
+const LATE_MODULES: ReadonlySet<string> = new Set(['virtio_balloon.ko', 'evdev.ko', 'button.ko']);
 const GROUPED = [PORT_MODULES, ROOT_MODULES, LATE_MODULES];
 
 /**

@@ -23,13 +23,16 @@ export const GUEST_MODULES = [
   'drivers/char/virtio_console.ko',
   'drivers/block/virtio_blk.ko',
   'drivers/virtio/virtio_balloon.ko',
+  // QMP's system_powerdown reaches the agent as the ACPI power button's key press (an input event).
+  'drivers/input/evdev.ko',
+  'drivers/acpi/button.ko',
 ];
 
 /** Modules the agent loads only when the instance shares host directories (virtio-fs). */
 export const VIRTIOFS_MODULES = ['fs/fuse/fuse.ko', 'fs/fuse/virtiofs.ko'];
 
 /** Bumped when the cache's layout changes (a cache without what this version needs is fetched again). */
-const CACHE_VERSION = 2;
+const CACHE_VERSION = 3;
 
 export interface GuestKernel {
   /** The kernel's release (uname -r in the guest). */
