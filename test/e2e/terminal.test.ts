@@ -25,31 +25,40 @@ after(() => {
   abode.cleanup();
 });
 
-test('-it gives the process a real terminal that follows resizes, and the exit code comes back', async () => {
-  const cli = `env -u NODE_EXTRA_CA_CERTS ABODE_ROOT=${abode.root} ${process.execPath} ${join(repoRoot, 'dist/src/cli/main.js')}`;
-  tmux(
-    'new-session',
-    '-d',
-    '-s',
-    session,
-    '-x',
-    '100',
-    '-y',
-    '30',
-    `${cli} run -it --name tty busybox sh; echo "exit=$?"; sleep 30`,
-  );
-  await until(() => /#\s*$/m.test(screen()), 'the shell prompt');
-  tmux('send-keys', '-t', session, 'tty; stty size', 'Enter');
-  await until(() => /^30 100\s*$/m.test(screen()), 'stty size 30 100');
-  assert.match(screen(), /\/dev\/pts\/0/);
-  tmux('resize-window', '-t', session, '-x', '120', '-y', '40');
-  // The resize travels CLI → daemon → monitor while the shell waits: ask until the new size shows.
-  let asked = 0;
-  await until(() => {
-    if (/^40 120\s*$/m.test(screen())) return true;
-    if (asked++ % 5 === 0) tmux('send-keys', '-t', session, 'stty size', 'Enter');
-    return false;
-  }, 'stty size 40 120 after the resize');
-  tmux('send-keys', '-t', session, 'exit 6', 'Enter');
-  await until(() => /exit=6/.test(screen()), 'the exit code');
-});
+for (const isolation of ['container', 'vm']) {
+  test(`-it gives the process a real terminal that follows resizes, and the exit code comes back (${isolation})`, async () => {
+    // the first VM of this root fetches the kernel and builds its disk: before the screen is watched
+    if (isolation === 'vm')
+      assert.equal(abode.run(['run', '--rm', '--isolation', 'vm', 'busybox', 'true']).code, 0);
+    const cli = `env -u NODE_EXTRA_CA_CERTS ABODE_ROOT=${abode.root} ${process.execPath} ${join(repoRoot, 'dist/src/cli/main.js')}`;
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      session,
+      '-x',
+      '100',
+      '-y',
+      '30',
+      `${cli} run -it --rm --isolation ${isolation} busybox sh; echo "exit=$?"; sleep 30`,
+    );
+    try {
+      await until(() => /#\s*$/m.test(screen()), 'the shell prompt');
+      tmux('send-keys', '-t', session, 'tty; stty size', 'Enter');
+      await until(() => /^30 100\s*$/m.test(screen()), 'stty size 30 100');
+      assert.match(screen(), /\/dev\/pts\/0/);
+      tmux('resize-window', '-t', session, '-x', '120', '-y', '40');
+      // The resize travels CLI → daemon → monitor while the shell waits: ask until the new size shows.
+      let asked = 0;
+      await until(() => {
+        if (/^40 120\s*$/m.test(screen())) return true;
+        if (asked++ % 5 === 0) tmux('send-keys', '-t', session, 'stty size', 'Enter');
+        return false;
+      }, 'stty size 40 120 after the resize');
+      tmux('send-keys', '-t', session, 'exit 6', 'Enter');
+      await until(() => /exit=6/.test(screen()), 'the exit code');
+    } finally {
+      spawnSync('tmux', ['kill-session', '-t', session]);
+    }
+  });
+}

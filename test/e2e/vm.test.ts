@@ -264,6 +264,31 @@ describe('processes in a VM', () => {
     assert.equal(abode.run(['inspect', 'house']).code, 1);
   });
 
+  test('restart runs the process again on the same disk, and the log goes on', () => {
+    ok([
+      'run',
+      '-d',
+      '--name',
+      'again',
+      '--isolation',
+      'vm',
+      'busybox',
+      'sh',
+      '-c',
+      'echo started; sleep 1000',
+    ]);
+    try {
+      ok(['exec', 'again', 'sh', '-c', 'echo kept > /kept']);
+      ok(['restart', '-t', '1', 'again']);
+      assert.equal(ok(['exec', 'again', 'cat', '/kept']), 'kept\n');
+      let logs = '';
+      for (let i = 0; i < 100 && logs !== 'started\nstarted\n'; i++) logs = ok(['logs', 'again']);
+      assert.equal(logs, 'started\nstarted\n');
+    } finally {
+      ok(['rm', '-f', 'again']);
+    }
+  });
+
   test('a VM outlives a killed daemon', () => {
     ok(['run', '-d', '--name', 'survivor', '--isolation', 'vm', 'busybox', 'sleep', '1000']);
     abode.killDaemon();
