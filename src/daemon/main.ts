@@ -119,7 +119,7 @@ async function main(): Promise<void> {
       ? { tcgCacheMiB: Number(process.env.ABODE_TCG_CACHE_MIB) }
       : {}),
     // VMs restored from a snapshot of a booted one: ABODE_VM_TEMPLATES=0 boots every VM.
-    ...(process.env.ABODE_VM_TEMPLATES === '0' ? {} : { templates: new VmTemplates() }),
+    ...(process.env.ABODE_VM_TEMPLATES === '0' ? {} : { templates: new VmTemplates(log) }),
   });
   // External OCI runtimes (oci:runc always; oci:crun too when installed): create says when one is missing.
   const ociRuntimes = Object.fromEntries(

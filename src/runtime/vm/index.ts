@@ -189,9 +189,8 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       try {
         return await this.boot(boot, template);
       } catch (error) {
-        if (process.env.ABODE_DEBUG_TEMPLATES) console.error(`template ${key}: ${(error as Error).message}`);
         // A copy that does not come up costs its template (it is built again), never the run.
-        this.options.templates!.drop(key!);
+        this.options.templates!.drop(key!, `a copy did not come up: ${(error as Error).message}`);
       }
     }
     const created = await this.boot(boot);

@@ -95,6 +95,9 @@ export class VmTemplates {
   private readonly ready = new Map<string, BuiltTemplate>();
   private readonly building = new Map<string, Promise<void>>();
 
+  /** `log` hears of a build that failed and of a template dropped (the daemon's log). */
+  constructor(private readonly log: (message: string) => void = () => undefined) {}
+
   /** The ready template of `key`, if its holder still runs. */
   get(key: string): Template | undefined {
     const entry = this.ready.get(key);
@@ -108,10 +111,9 @@ export class VmTemplates {
     const done = build()
       .then((entry) => {
         this.ready.set(key, entry);
+        this.log(`VM template ${key} ready: ${entry.memoryMiB} MiB × ${entry.cpus} vCPUs`);
       })
-      .catch((error: unknown) => {
-        if (process.env.ABODE_DEBUG_TEMPLATES) console.error(`template ${key}: ${(error as Error).message}`);
-      })
+      .catch((error: unknown) => this.log(`VM template ${key}: not built: ${(error as Error).message}`))
       .finally(() => this.building.delete(key));
     this.building.set(key, done);
   }
@@ -135,8 +137,9 @@ export class VmTemplates {
     await Promise.all(this.building.values());
   }
 
-  /** Forgets `key`'s template (a copy of it failed) and ends its holder. */
-  drop(key: string): void {
+  /** Forgets `key`'s template (a copy of it failed: `why`) and ends its holder. */
+  drop(key: string, why?: string): void {
+    if (why && this.ready.has(key)) this.log(`VM template ${key}: dropped: ${why}`);
     this.ready.get(key)?.holder.kill();
     this.ready.delete(key);
   }
