@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "agent.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -33,7 +34,7 @@ struct proc_spec {
   const char *cwd, *hostname;
   uid_t uid;
   gid_t gid;
-  bool terminal, open_stdin, read_only, discard;
+  bool terminal, open_stdin, read_only, discard, list;
   unsigned short rows, cols;
   char *mounts[32]; /* "<tag> <ro|rw> <path>" */
   size_t nmounts;
@@ -128,6 +129,9 @@ static void parse_spec(char *payload, size_t len, struct proc_spec *p) {
       break;
     case 'C':
       set_clock(v);
+      break;
+    case 'P':
+      p->list = v[0] == '1';
       break;
     }
   }
@@ -258,6 +262,74 @@ struct child_error {
   int errnum;
 };
 
+/* Reads a small /proc file into buf (NUL-terminated); its length, or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t n = read(fd, buf, size - 1);
+  close(fd);
+  if (n < 0)
+    return -1;
+  buf[n] = 0;
+  return n;
+}
+
+/*
+ * The guest's processes for `abode top`, a line each, tab-separated: uid, pid, ppid, the start as
+ * seconds since the epoch, the controlling terminal's device number, CPU time in clock ticks, and the
+ * command line ([name] when it has none). Kernel threads (kthreadd and its children) and this lister
+ * are left out, as a container's top shows neither.
+ */
+static void list_processes(void) {
+  static char text[4096], line[8192], proc_stat[65536];
+  long long boot = 0;
+  if (read_small("/proc/stat", proc_stat, sizeof proc_stat) > 0) {
+    char *b = strstr(proc_stat, "\nbtime ");
+    if (b)
+      boot = strtoll(b + 7, NULL, 10);
+  }
+  long hz = sysconf(_SC_CLK_TCK);
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    char *end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0 || pid == getpid())
+      continue;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    if (read_small(path, text, sizeof text) <= 0)
+      continue;
+    char *close_paren = strrchr(text, ')'), *open_paren = strchr(text, '(');
+    if (!close_paren || !open_paren)
+      continue;
+    *close_paren = 0;
+    /* fields after the name: 3 state, 4 ppid, ..., 7 tty_nr, ..., 14 utime, 15 stime, ..., 22 starttime */
+    char *f[24] = {0};
+    int n = 3;
+    for (char *save = NULL, *t = strtok_r(close_paren + 2, " ", &save); t && n < 23; t = strtok_r(NULL, " ", &save))
+      f[n++] = t;
+    if (n < 23 || pid == 2 || strtol(f[4], NULL, 10) == 2)
+      continue;
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%ld", pid);
+    unsigned uid = stat(path, &st) == 0 ? (unsigned)st.st_uid : 0;
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    ssize_t clen = read_small(path, line, sizeof line);
+    for (ssize_t i = 0; i + 1 < clen; i++)
+      if (line[i] == 0)
+        line[i] = ' ';
+    long long start = boot + strtoll(f[22], NULL, 10) / (hz > 0 ? hz : 100);
+    long long ticks = strtoll(f[14], NULL, 10) + strtoll(f[15], NULL, 10);
+    printf("%u\t%ld\t%s\t%lld\t%s\t%lld\t%s%s%s\n", uid, pid, f[4], start, f[7], ticks,
+           clen > 0 ? "" : "[", clen > 0 ? line : open_paren + 1, clen > 0 ? "" : "]");
+  }
+  if (d)
+    closedir(d);
+  fflush(stdout);
+}
+
 static _Noreturn void child(struct proc_spec *p, int in, int out, int err, int pty_slave, int report) {
   struct child_error ce = {0, 0};
   sigset_t none; /* the agent sets no handlers: only its blocked SIGCHLD needs undoing */
@@ -274,6 +346,11 @@ static _Noreturn void child(struct proc_spec *p, int in, int out, int err, int p
   if (report > 3)
     close_range(3, (unsigned)report - 1, 0);
   close_range((unsigned)report + 1, ~0u, 0);
+  if (p->list) {
+    close(report); /* started: what it prints is the answer */
+    list_processes();
+    _exit(0);
+  }
   mkdir_p(p->cwd);
   if (setgroups(p->ngids, p->gids) < 0 || setgid(p->gid) < 0 || setuid(p->uid) < 0) {
     ce = (struct child_error){1, errno};

@@ -158,7 +158,11 @@ export function buildRouter(s: ApiServices): Router {
       PidsLimit: stats?.pids.limit ?? null,
     };
   });
-  r.on('GET', '/instances/:id/top', async (ctx) => s.processTable(await e.pids(ctx.params.id)));
+  r.on(
+    'GET',
+    '/instances/:id/top',
+    async (ctx) => (await e.top(ctx.params.id)) ?? s.processTable(await e.pids(ctx.params.id)),
+  );
 
   r.on('POST', '/instances/:id/exec', async (ctx) => {
     const body = (await ctx.body()) as Partial<ExecOptions>;

@@ -3,6 +3,12 @@ import type { OciProcess, OciSpec } from './oci.js';
 import type { Mount } from './image.js';
 
 /** What a runtime can do beyond the lifecycle every runtime has; the engine asks this, never the runtime's name. */
+/** `top`'s answer, as docker's API gives it: column titles, and a row of strings per process. */
+export interface ProcessTable {
+  Titles: string[];
+  Processes: string[][];
+}
+
 export interface RuntimeCapabilities {
   exec: boolean;
   pty: boolean;
@@ -84,6 +90,11 @@ export interface Runtime {
   stats(id: string): Promise<ResourceStats>;
   /** Host pids of the instance's processes. */
   pids(id: string): Promise<number[]>;
+  /**
+   * The instance's processes as its own kernel sees them, for `top` (a VM's guest processes); a runtime
+   * without it is shown through pids() and the host's process table.
+   */
+  top?(id: string): Promise<ProcessTable>;
   /** Removes everything the instance left (kills what still runs). Idempotent. */
   delete(id: string): Promise<void>;
 }

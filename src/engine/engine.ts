@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { ImageRecord, ImageService, Snapshotter } from '../core/image.js';
-import type { ExecHandle, ExitStatus, ResourceStats, Runtime } from '../core/runtime.js';
+import type { ExecHandle, ExitStatus, ProcessTable, ResourceStats, Runtime } from '../core/runtime.js';
 import {
   type CreateOptions,
   type InstanceRecord,
@@ -490,11 +490,23 @@ export class Engine extends EventEmitter {
   }
 
   async pids(ref: string): Promise<number[]> {
+    const record = this.running(ref);
+    return this.runtime(record).pids(record.id);
+  }
+
+  /** The instance's processes as its runtime sees them (a VM's guest), or undefined: the host's view of pids() serves. */
+  async top(ref: string): Promise<ProcessTable | undefined> {
+    const record = this.running(ref);
+    const runtime = this.runtime(record);
+    return runtime.top ? runtime.top(record.id) : undefined;
+  }
+
+  private running(ref: string): InstanceRecord {
     const record = this.get(ref);
     if (record.state.status !== 'running') {
       throw new ConflictError(`container ${record.id} is not running`);
     }
-    return this.runtime(record).pids(record.id);
+    return record;
   }
 
   /** Prepares a process inside a running instance (docker exec create). */

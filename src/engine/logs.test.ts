@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseCriLine, readLog } from './logs.js';
+import { criLogText } from '../core/cri-log.js';
 
 test('CRI lines parse into stream, time and text; partial lines keep no newline', () => {
   assert.deepEqual(parseCriLine('2026-12-01T11:00:00.1Z stdout F hello world'), {
@@ -30,4 +31,16 @@ test('readLog filters streams and takes the tail', async () => {
   assert.deepEqual(await collect({ follow: false, stdout: true, stderr: false }), ['a\n', 'c\n']);
   assert.deepEqual(await collect({ follow: false, stdout: true, stderr: true, tail: 1 }), ['c\n']);
   rmSync(dir, { recursive: true });
+});
+
+test('criLogText joins one stream back, partial lines included', () => {
+  const log = [
+    '2026-12-01T00:00:00.000000000Z stdout P hel',
+    '2026-12-01T00:00:00.000000001Z stderr F oops',
+    '2026-12-01T00:00:00.000000002Z stdout F lo',
+    '2026-12-01T00:00:00.000000003Z stdout F world',
+    '',
+  ].join('\n');
+  assert.equal(criLogText(log, 'stdout'), 'hello\nworld\n');
+  assert.equal(criLogText(log, 'stderr'), 'oops\n');
 });

@@ -1,10 +1,7 @@
 import { open, stat } from 'node:fs/promises';
+import { parseCriLine, type LogEntry } from '../core/cri-log.js';
 
-export interface LogEntry {
-  stream: 'stdout' | 'stderr';
-  time: string;
-  text: string;
-}
+export { parseCriLine, type LogEntry };
 
 export interface LogOptions {
   follow: boolean;
@@ -13,19 +10,6 @@ export interface LogOptions {
   stdout: boolean;
   stderr: boolean;
   since?: number;
-}
-
-/** Parses one CRI log line: "<RFC3339Nano> <stream> <F|P> <text>". Partial (P) lines carry no newline. */
-export function parseCriLine(line: string): LogEntry | undefined {
-  const first = line.indexOf(' ');
-  const second = line.indexOf(' ', first + 1);
-  const third = line.indexOf(' ', second + 1);
-  if (first < 0 || second < 0 || third < 0) return undefined;
-  const stream = line.slice(first + 1, second);
-  if (stream !== 'stdout' && stream !== 'stderr') return undefined;
-  const tag = line.slice(second + 1, third);
-  const text = line.slice(third + 1) + (tag === 'P' ? '' : '\n');
-  return { stream, time: line.slice(0, first), text };
 }
 
 /** Reads a CRI log file; with follow, keeps reading until isDone() says the writer has finished. */

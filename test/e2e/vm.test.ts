@@ -253,6 +253,18 @@ describe('processes in a VM', () => {
         .find((l) => l.includes('house')) ?? '',
       /\bvm\b/,
     );
+    // top shows the guest's processes (the agent is PID 1), not QEMU on the host
+    const top = ok(['top', 'house']).split('\n');
+    assert.match(top[0] ?? '', /^UID\s+PID\s+PPID\s+C\s+STIME\s+TTY\s+TIME\s+CMD/);
+    assert.ok(
+      top.some((line) => /^root\s+1\s+0\s.*\/init$/.test(line)),
+      top.join('\n'),
+    );
+    assert.ok(
+      top.some((line) => /sh -c echo hello; while true/.test(line)),
+      top.join('\n'),
+    );
+    assert.ok(!top.some((line) => /qemu-system/.test(line)), top.join('\n'));
     assert.equal(ok(['exec', 'house', 'uname', '-r']).trim(), ok(vm('uname', '-r')).trim());
     assert.equal(abode.run(['exec', 'house', 'sh', '-c', 'exit 5']).code, 5);
     assert.equal(ok(['exec', 'house', 'hostname']).trim(), id.slice(0, 12));

@@ -22,6 +22,8 @@ export interface AgentProcess {
   tmpfs?: AgentTmpfs[];
   /** Main process only: the root disk is thrown away after the exit (--rm), so power-off skips the sync and the shim kills QEMU at the EXIT. */
   discardRoot?: boolean;
+  /** Instead of running args, the agent prints the guest's processes (guestProcessTable reads them). */
+  listProcesses?: boolean;
 }
 
 /** A host directory shared over virtio-fs under `tag`, mounted at `destination` in the guest. */
@@ -54,6 +56,7 @@ export function encodeAgentStart(p: AgentProcess): Buffer {
     ...(p.cols ? [`w=${p.cols}`] : []),
     ...(p.readOnly ? ['R=1'] : []),
     ...(p.discardRoot ? ['D=1'] : []),
+    ...(p.listProcesses ? ['P=1'] : []),
     ...(p.mounts ?? []).map((m) => `m=${m.tag} ${m.readOnly ? 'ro' : 'rw'} ${m.destination}`),
     // "-": no options (the data field is never empty, so that the path may hold spaces).
     ...(p.tmpfs ?? []).map((t) => `T=${t.flags} ${t.data.replace(/ /g, '') || '-'} ${t.destination}`),
@@ -62,4 +65,45 @@ export function encodeAgentStart(p: AgentProcess): Buffer {
   if (bad.length > 0) throw new InvalidArgumentError(`process values contain NUL bytes: ${bad.join(', ')}`);
   if (p.args.length === 0) throw new InvalidArgumentError('process has no command');
   return Buffer.from(entries.map((e) => `${e}\0`).join(''), 'utf8');
+}
+
+const PTS_MAJOR = 136;
+
+/**
+ * `top`'s table from the agent's process list (P=1): a line per process of tab-separated uid, pid, ppid,
+ * start (epoch seconds), tty device number, CPU ticks (USER_HZ) and command; in `ps -ef`'s columns.
+ */
+export function guestProcessTable(
+  text: string,
+  now = new Date(),
+): { Titles: string[]; Processes: string[][] } {
+  const two = (n: number) => String(n).padStart(2, '0');
+  const rows = text
+    .split('\n')
+    .map((line) => line.split('\t'))
+    .filter((f) => f.length >= 7 && /^\d+$/.test(f[1]!))
+    .map(([uid, pid, ppid, start, tty, ticks, ...cmd]) => {
+      const started = new Date(Number(start) * 1000);
+      const today = started.toDateString() === now.toDateString();
+      const stime = today
+        ? `${two(started.getHours())}:${two(started.getMinutes())}`
+        : started.toLocaleString('en-US', { month: 'short', day: '2-digit' }).replace(' ', '');
+      const device = Number(tty);
+      const major = (device >> 8) & 0xfff;
+      const minor = (device & 0xff) | ((device >> 12) & 0xfff00);
+      const seconds = Math.floor(Number(ticks) / 100);
+      const time = `${two(Math.floor(seconds / 3600))}:${two(Math.floor(seconds / 60) % 60)}:${two(seconds % 60)}`;
+      return [
+        uid === '0' ? 'root' : uid!,
+        pid!,
+        ppid!,
+        '0',
+        stime,
+        device === 0 ? '?' : major === PTS_MAJOR ? `pts/${minor}` : `${major}:${minor}`,
+        time,
+        cmd.join('\t'),
+      ];
+    })
+    .sort((a, b) => Number(a[1]) - Number(b[1]));
+  return { Titles: ['UID', 'PID', 'PPID', 'C', 'STIME', 'TTY', 'TIME', 'CMD'], Processes: rows };
 }

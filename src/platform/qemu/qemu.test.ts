@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { encodeAgentStart } from './agent-protocol.js';
+import { encodeAgentStart, guestProcessTable } from './agent-protocol.js';
 import { kernelCmdline, machineSize, qemuArgs, templateCmdline } from './args.js';
 import { CPIO_DIR, CPIO_FILE, writeCpio } from './cpio.js';
 import { sweepBaseDisks } from './disk.js';
@@ -181,6 +181,31 @@ describe('agent START payload', () => {
   it('rejects NUL bytes and an empty command', () => {
     assert.throws(() => encodeAgentStart({ ...p, args: ['a\0b'] }), /NUL/);
     assert.throws(() => encodeAgentStart({ ...p, args: [] }), /no command/);
+  });
+});
+
+describe("the guest's process list (top)", () => {
+  it('asks the agent for a list instead of a process', () => {
+    const payload = encodeAgentStart({ ...p, args: ['ps'], listProcesses: true }).toString();
+    assert.ok(payload.split('\0').includes('P=1'));
+    assert.ok(!encodeAgentStart(p).toString().split('\0').includes('P=1'));
+  });
+  it("reads the agent's lines into ps -ef's columns", () => {
+    const now = new Date(2026, 11, 1, 17, 30);
+    const today = Math.floor(new Date(2026, 11, 1, 17, 5).getTime() / 1000);
+    const earlier = Math.floor(new Date(2026, 10, 28, 9, 0).getTime() / 1000);
+    const text = [
+      `1000\t87\t1\t${today}\t${(136 << 8) | 0}\t12345\tsh -c sleep 9`,
+      `0\t1\t0\t${earlier}\t0\t250\t/init`,
+      'not a process line',
+    ].join('\n');
+    assert.deepEqual(guestProcessTable(text, now), {
+      Titles: ['UID', 'PID', 'PPID', 'C', 'STIME', 'TTY', 'TIME', 'CMD'],
+      Processes: [
+        ['root', '1', '0', '0', 'Nov28', '?', '00:00:02', '/init'],
+        ['1000', '87', '1', '0', '17:05', 'pts/0', '00:02:03', 'sh -c sleep 9'],
+      ],
+    });
   });
 });
 

@@ -5,12 +5,21 @@
  * exit records and daemon restarts work as for containers.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
-import type { Bundle, ExecHandle, ResourceStats, Runtime, RuntimeState } from '../../core/runtime.js';
+import type {
+  Bundle,
+  ExecHandle,
+  ProcessTable,
+  ResourceStats,
+  Runtime,
+  RuntimeState,
+} from '../../core/runtime.js';
 import type { OciProcess, OciResources, OciSpec } from '../../core/oci.js';
 import { AbodeError, InternalError, InvalidArgumentError, UnavailableError } from '../../core/errors.js';
+import { criLogText } from '../../core/cri-log.js';
 import type { ShimSpec } from '../../platform/native-protocol.js';
 import type { Cgroup, CgroupDriver } from '../../platform/cgroups/index.js';
 import { readUserDb, resolveUser } from '../../platform/user.js';
@@ -28,6 +37,7 @@ import {
 } from '../../platform/qemu/args.js';
 import {
   encodeAgentStart,
+  guestProcessTable,
   type AgentMount,
   type AgentProcess,
   type AgentTmpfs,
@@ -510,6 +520,46 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       failure: (error) => processFailure(error, process.args[0] ?? ''),
       startFailure: (reply) => processFailure(parseStartError(reply), process.args[0] ?? ''),
     });
+  }
+
+  /** The guest's processes (the agent lists them in a session of their own), not QEMU's on the host. */
+  async top(id: string): Promise<ProcessTable> {
+    const files = await this.files(id);
+    const execId = randomBytes(32).toString('hex');
+    const dir = await makeExecDir(files, execId);
+    try {
+      const paths = execMonitorPaths(dir);
+      const handle = await startExec(
+        this.options.shimPath,
+        execId,
+        dir,
+        hostProcessSpec({
+          id: execId,
+          args: [this.options.shimPath, '--relay', files.socketPath],
+          cgroupProcs: [],
+          ...paths,
+          agent: 'session',
+          agentStart: encodeAgentStart({
+            args: ['ps'],
+            env: [],
+            cwd: '/',
+            uid: 0,
+            gid: 0,
+            additionalGids: [],
+            terminal: false,
+            openStdin: false,
+            listProcesses: true,
+          }),
+          bootTimeoutMs: 10_000,
+        }),
+        { failure: (error) => processFailure(error, 'ps') },
+      );
+      await handle.start();
+      await handle.wait();
+      return guestProcessTable(criLogText(await readFile(paths.logPath, 'utf8'), 'stdout'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 
   /** QEMU may outlive the shim's SIGKILL briefly: end it, and let the shim record the exit first. */
