@@ -23,7 +23,9 @@
  *            session 0 only: R=1 (remount the root disk read-only before the process starts),
  *            m=<tag> <ro|rw> <path> (repeated: mount the virtio-fs share <tag> at <path>),
  *            T=<flags> <options|-> <path> (repeated: mount a tmpfs at <path>, mount(2) flags in decimal),
- *            C=<seconds>.<nanoseconds> (the host's clock, added by the shim: the guest's is set to it)
+ *            C=<seconds>.<nanoseconds> (the host's clock, added by the shim: the guest's is set to it);
+ *            P=1: instead of running a=..., print the guest's processes, a line each, tab-separated:
+ *            uid pid ppid start(epoch s) tty_nr cpu-ticks command (`top`)
  *   STDIN    bytes for the session's stdin (the pty with a terminal)
  *   STDIN_EOF  close the session's stdin (not with a terminal)
  *   RESIZE   payload "<rows> <cols>"
