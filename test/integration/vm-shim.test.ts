@@ -12,7 +12,7 @@ import { after, describe, it } from 'node:test';
 
 import type { ShimSpec } from '../../src/platform/native-protocol.js';
 import { shimRequest, shimWait, ShimStartError, startShim } from '../../src/platform/shim.js';
-import { encodeAgentStart } from '../../src/platform/qemu/agent-protocol.js';
+import { encodeAgentStart, rootProcess } from '../../src/platform/qemu/agent-protocol.js';
 import { nativeBuild } from '../../src/platform/native-build.js';
 
 const shimPath = nativeBuild('abode-shim');
@@ -88,16 +88,7 @@ function spec(args: string[], command: string[], extra: Partial<ShimSpec> = {}):
     socketPath: `${base}.sock`,
     holdUntilStart: true,
     agent: 'vm',
-    agentStart: encodeAgentStart({
-      args: command,
-      env: [],
-      cwd: '/',
-      uid: 0,
-      gid: 0,
-      additionalGids: [],
-      terminal: false,
-      openStdin: false,
-    }),
+    agentStart: encodeAgentStart(rootProcess(command)),
     bootTimeoutMs: 5000,
     ...extra,
   };

@@ -40,6 +40,11 @@ export interface AgentTmpfs {
   data: string;
 }
 
+/** `args` as root in /, with no environment, no terminal and no stdin (the agent's own errands, tests). */
+export function rootProcess(args: string[]): AgentProcess {
+  return { args, env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false, openStdin: false };
+}
+
 /** Encodes a process as NUL-terminated "k=v" entries; throws on values the encoding cannot carry. */
 export function encodeAgentStart(p: AgentProcess): Buffer {
   const entries: string[] = [

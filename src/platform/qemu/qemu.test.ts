@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { encodeAgentStart, guestProcessTable } from './agent-protocol.js';
+import { encodeAgentStart, guestProcessTable, rootProcess } from './agent-protocol.js';
 import { kernelCmdline, machineSize, qemuArgs, templateCmdline } from './args.js';
 import { CPIO_DIR, CPIO_FILE, writeCpio } from './cpio.js';
 import { sweepBaseDisks } from './disk.js';
@@ -140,16 +140,7 @@ describe('QEMU arguments', () => {
 });
 
 /** A root process running `true`, with nothing else asked of the guest. */
-const p = {
-  args: ['true'],
-  env: [],
-  cwd: '/',
-  uid: 0,
-  gid: 0,
-  additionalGids: [],
-  terminal: false,
-  openStdin: false,
-};
+const p = rootProcess(['true']);
 
 describe('agent START payload', () => {
   it('encodes NUL-terminated k=v entries in order', () => {
