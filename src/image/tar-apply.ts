@@ -19,10 +19,11 @@ import {
   writevSync,
 } from 'node:fs';
 import { join, posix } from 'node:path';
-import { Parser, type ReadEntry } from 'tar';
+import { type ReadEntry } from 'tar';
 import { InvalidArgumentError } from '../core/errors.js';
 import { makeOverlayOpaque, makeOverlayWhiteout, mknod, setXattrBytes } from './fs-ops.js';
 import { XattrTracker, type Xattrs } from './tar-xattrs.js';
+import { readTar } from './archive/tar-stream.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const WHITEOUT_META_PREFIX = '.wh..wh.';
@@ -379,41 +380,7 @@ export async function applyTar(
   };
 
   try {
-    await new Promise<void>((resolve, reject) => {
-      const parser = new Parser({ strict: true });
-      let chain = Promise.resolve();
-      let failed = false;
-      const fail = (err: unknown) => {
-        if (failed) return;
-        failed = true;
-        const src = input as NodeJS.ReadableStream & { destroy?: () => void };
-        tracker.unpipe(parser as unknown as NodeJS.WritableStream);
-        src.unpipe(tracker);
-        src.destroy?.();
-        tracker.destroy();
-        const code = String((err as NodeJS.ErrnoException)?.code);
-        if (/^TAR_/.test(code))
-          reject(new InvalidArgumentError(`invalid tar archive: ${(err as Error).message}`));
-        else if (/^Z_/.test(code))
-          reject(new InvalidArgumentError(`invalid gzip stream: ${(err as Error).message}`));
-        else reject(err);
-      };
-      parser.on('entry', (entry: ReadEntry) => {
-        chain = chain.then(async () => {
-          if (failed) return void entry.resume();
-          try {
-            await handle(entry);
-          } catch (err) {
-            fail(err);
-          }
-          entry.resume();
-        });
-      });
-      parser.on('error', fail);
-      parser.on('end', () => chain.then(() => (failed ? undefined : resolve())));
-      input.on('error', fail);
-      input.pipe(tracker).pipe(parser as unknown as NodeJS.WritableStream);
-    });
+    await readTar(input, handle, { through: tracker, emptyIsValid: true });
     await drain();
   } finally {
     while (jobs.size > 0) await Promise.allSettled(jobs); // no descriptor left open, whatever happened
