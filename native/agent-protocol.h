@@ -23,16 +23,18 @@
  *            session 0 only: R=1 (remount the root disk read-only before the process starts),
  *            m=<tag> <ro|rw> <path> (repeated: mount the virtio-fs share <tag> at <path>),
  *            T=<flags> <options|-> <path> (repeated: mount a tmpfs at <path>, mount(2) flags in decimal),
- *            C=<seconds>.<nanoseconds> (the host's clock, added by the shim: the guest's is set to it);
+ *            C=<seconds>.<nanoseconds> (session 0 only: the host's clock, added by the shim, which the
+ *            guest's is set to);
  *            P=1: instead of running a=..., print the guest's processes, a line each, tab-separated:
  *            uid pid ppid start(epoch s) tty_nr cpu-ticks command (`top`)
  *   STDIN    bytes for the session's stdin (the pty with a terminal)
  *   STDIN_EOF  close the session's stdin (not with a terminal)
  *   RESIZE   payload "<rows> <cols>"
  *   SIGNAL   payload "<signal>"; sent to the session's process
- *   RESUME   first frame to a machine restored from a template; payload: random bytes that the agent
- *            adds to the kernel's entropy pool and reseeds with (copies must not share a random
- *            stream); the agent then mounts the root disk and says READY
+ *   RESUME   first frame to a machine restored from a template; payload: 64 random bytes that the
+ *            agent adds to the kernel's entropy pool and reseeds with (copies must not share a random
+ *            stream), then a NUL-terminated C= entry as in START; the agent then mounts the root disk
+ *            and says READY
  *
  * When session 0's process ends the agent sends EXIT, kills what is left, syncs the disk and
  * powers the machine off.

@@ -460,14 +460,20 @@ static bool due(long long *at, int *timeout) {
   return false;
 }
 
-void monitor_agent_start(struct monitor *m) {
-  /* the host's clock rides along: a restored guest's stands where its template's snapshot left it */
+/* "C=<seconds>.<nanoseconds>" of the host's clock (NUL included); its length. */
+static int clock_entry(char *out, size_t size) {
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
+  return snprintf(out, size, "C=%lld.%09ld", (long long)now.tv_sec, now.tv_nsec) + 1;
+}
+
+void monitor_agent_start(struct monitor *m) {
+  /* The main process's START carries the host's clock: a restored guest's stands where its template's
+   * snapshot left it. An exec's does not: the guest's clock is set once, not stepped at every exec. */
   char clock[48];
-  int clen = snprintf(clock, sizeof clock, "C=%lld.%09ld", (long long)now.tv_sec, now.tv_nsec) + 1;
+  int clen = m->spec->agent == 1 ? clock_entry(clock, sizeof clock) : 0;
   size_t len = m->spec->agent_start_len;
-  unsigned char *start = malloc(len + (size_t)clen);
+  unsigned char *start = clen ? malloc(len + (size_t)clen) : NULL;
   if (start) {
     memcpy(start, m->spec->agent_start, len);
     memcpy(start + len, clock, (size_t)clen);
@@ -909,10 +915,12 @@ _Noreturn void monitor_run(struct monitor *m) {
 int monitor_agent_boot(struct monitor *m, struct error *err) {
   m->spawned_ms = now_ms();
   if (m->spec->agent_resume) {
-    unsigned char seed[64];
-    if (getrandom(seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+    /* 64 random bytes, then the clock (the restored guest mounts its disk before START comes) */
+    unsigned char resume[64 + 48];
+    if (getrandom(resume, 64, 0) != 64)
       return fail(err, errno, "boot", "", "no randomness for the restored VM");
-    agent_queue(m, AF_RESUME, 0, seed, sizeof seed);
+    int clen = clock_entry((char *)resume + 64, sizeof resume - 64);
+    agent_queue(m, AF_RESUME, 0, resume, 64 + (size_t)clen);
     agent_flush(m);
   }
   long long deadline = m->spawned_ms + boot_timeout_ms(m);

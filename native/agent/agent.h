@@ -39,6 +39,8 @@ void boot_late_modules(struct module_set *late);
 /* True in a template's boot (kernel argument abode.template): the host snapshots it after READY and
  * restores copies of it, each of which gets RESUME before its root disk is touched. */
 bool boot_is_template(void);
+/* Sets the guest's clock from "<seconds>.<nanoseconds>" (START's and RESUME's C= entry). */
+void agent_set_clock(const char *v);
 /* Adds host randomness to the kernel's entropy pool and reseeds (RNDADDENTROPY, RNDRESEEDCRNG). */
 void boot_add_entropy(const void *seed, size_t len);
 void boot_free_initramfs(void);

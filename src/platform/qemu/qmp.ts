@@ -3,6 +3,7 @@
  * capabilities negotiation, runs commands in order, ignores asynchronous events, and gives up after
  * a timeout (QEMU serves one QMP client at a time).
  */
+import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { InternalError } from '../../core/errors.js';
 
@@ -87,17 +88,25 @@ export async function qmpGuestMemory(socket: string, timeoutMs?: number): Promis
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The machine's device state saved to `statePath`, its RAM left in its shared memory file (x-ignore-shared). */
+/**
+ * The machine's device state saved to `statePath`, its RAM left in its shared memory file (x-ignore-shared).
+ * QEMU says "completed" before its writer has finished: the state is written under another name and
+ * renamed when whole, and this returns once it is there.
+ */
 export async function qmpSnapshot(socket: string, statePath: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  const partial = shellQuote(`${statePath}.partial`);
   await qmpRun(socket, [
     { execute: 'migrate-set-capabilities', arguments: { capabilities: [IGNORE_SHARED] } },
-    { execute: 'migrate', arguments: { uri: `exec:cat > ${shellQuote(statePath)}` } },
+    {
+      execute: 'migrate',
+      arguments: { uri: `exec:cat > ${partial} && mv ${partial} ${shellQuote(statePath)}` },
+    },
   ]);
   for (;;) {
     const [info] = await qmpRun(socket, [{ execute: 'query-migrate' }]);
     const { status, 'error-desc': why } = info as { status?: string; 'error-desc'?: string };
-    if (status === 'completed') return;
+    if (status === 'completed' && existsSync(statePath)) return;
     if (status === 'failed' || status === 'cancelled')
       throw new InternalError(`QMP ${socket}: the snapshot ${status}${why ? `: ${why}` : ''}`);
     if (Date.now() > deadline)
@@ -110,8 +119,16 @@ export async function qmpSnapshot(socket: string, statePath: string, timeoutMs =
  * Loads a snapshot's device state into a QEMU started with -incoming defer (its RAM maps the template's
  * memory file) and lets it run. Waits for QMP's socket, which QEMU makes as it starts.
  */
-export async function qmpRestore(socket: string, statePath: string, timeoutMs = 10_000): Promise<void> {
+export async function qmpRestore(
+  socket: string,
+  statePath: string,
+  opts: { timeoutMs?: number; giveUp?: () => boolean } = {},
+): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
   const deadline = Date.now() + timeoutMs;
+  const stop = () => {
+    if (opts.giveUp?.()) throw new InternalError(`QMP ${socket}: QEMU ended before its restore`);
+  };
   const restore: QmpCommand[] = [
     { execute: 'migrate-set-capabilities', arguments: { capabilities: [IGNORE_SHARED] } },
     { execute: 'migrate-incoming', arguments: { uri: `exec:cat ${shellQuote(statePath)}` } },
@@ -123,10 +140,12 @@ export async function qmpRestore(socket: string, statePath: string, timeoutMs = 
     } catch (error) {
       const notYet = /ENOENT|ECONNREFUSED/.test((error as Error).message);
       if (!notYet || Date.now() > deadline) throw error;
+      stop();
       await pause(2);
     }
   }
   for (;;) {
+    stop();
     const status = await qmpStatus(socket);
     if (status === 'paused') await qmpRun(socket, [{ execute: 'cont' }]);
     if (status === 'running' || status === 'paused') return;

@@ -62,6 +62,9 @@ import {
 
 const execFileAsync = promisify(execFile);
 
+/** How long `top` waits for the guest's process list. */
+const TOP_TIMEOUT_MS = 10_000;
+
 /** Beside the shim: lets a copy of a template give guest pages back under QEMU 7.2 (native/qemu-discard.c). */
 const DISCARD_PRELOAD = 'abode-qemu-discard.so';
 
@@ -200,8 +203,9 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       try {
         return await this.boot(boot, template);
       } catch (error) {
+        if (!(error instanceof CopyFailedError)) throw error;
         // A copy that does not come up costs its template (it is built again), never the run.
-        this.options.templates!.drop(key!, `a copy did not come up: ${(error as Error).message}`);
+        this.options.templates!.drop(key!, error.message);
       }
     }
     const created = await this.boot(boot);
@@ -292,21 +296,31 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       try {
         const started = startMonitorIn(this.options.shimPath, runDir, shimSpec, standby?.child);
         if (template) {
-          // A copy waits for its device state: when that fails, QEMU is ended so the monitor gives up at once.
-          await qmpRestore(qmpSocket, template.state).catch(async (error: unknown) => {
+          // A copy waits for its device state. Whichever of the two fails first ends the attempt:
+          // QEMU is ended (the monitor then gives up at once), and the restore stops asking.
+          let monitorDone = false;
+          void started.then(
+            () => (monitorDone = true),
+            () => (monitorDone = true),
+          );
+          const restored = qmpRestore(qmpSocket, template.state, { giveUp: () => monitorDone });
+          try {
+            await Promise.all([restored, started]);
+          } catch (error) {
             await cgroup.killAll('SIGKILL').catch(() => undefined);
+            await Promise.allSettled([restored, started]);
             throw error;
-          });
+          }
         }
         ready = await started;
       } catch (error) {
         const tail = await consoleTail(consolePath);
         const qemuErr = (await readFile(join(runDir, 'shim.stderr'), 'utf8').catch(() => '')).trim();
-        throw new InternalError(
+        const message =
           `the VM did not come up: ${(error as Error).message}` +
-            (qemuErr ? `\nQEMU: ${qemuErr.split('\n').slice(-5).join('\n')}` : '') +
-            (tail ? `\nlast console lines:\n${tail}` : ''),
-        );
+          (qemuErr ? `\nQEMU: ${qemuErr.split('\n').slice(-5).join('\n')}` : '') +
+          (tail ? `\nlast console lines:\n${tail}` : '');
+        throw template ? new CopyFailedError(message) : new InternalError(message);
       }
       const files: VmFiles = {
         bundleDir: bundle.dir,
@@ -374,10 +388,11 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     const holder = await MemoryHolder.start(this.options.shimPath, machine.memoryMiB * 2 ** 20);
-    const cgroup = await this.options.cgroups.create(cgroupPath, {
-      memory: { limit: machine.memoryMiB * 2 ** 20 + QEMU_OVERHEAD },
-    });
+    let cgroup: Cgroup | undefined;
     try {
+      cgroup = await this.options.cgroups.create(cgroupPath, {
+        memory: { limit: machine.memoryMiB * 2 ** 20 + QEMU_OVERHEAD },
+      });
       const disk = join(dir, 'placeholder.qcow2');
       await execFileAsync(findBinary(this.options.qemuImg ?? 'qemu-img') ?? 'qemu-img', [
         'create',
@@ -436,8 +451,8 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       holder.kill();
       throw error;
     } finally {
-      await cgroup.killAll('SIGKILL').catch(() => undefined);
-      await cgroup.destroy().catch(() => undefined);
+      await cgroup?.killAll('SIGKILL').catch(() => undefined);
+      await cgroup?.destroy().catch(() => undefined);
     }
   }
 
@@ -545,8 +560,23 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
         }),
         { failure: (error) => processFailure(error, 'ps') },
       );
-      await handle.start();
-      await handle.wait();
+      // A guest that does not answer must not hold the caller: its listing is ended after a while.
+      let timer: NodeJS.Timeout | undefined;
+      const exit = await Promise.race([
+        handle.start().then(() => handle.wait()),
+        new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), TOP_TIMEOUT_MS))),
+      ])
+        .catch(async (error: unknown) => {
+          await handle.kill(9).catch(() => undefined);
+          throw error;
+        })
+        .finally(() => clearTimeout(timer));
+      if (exit === 'timeout') {
+        await handle.kill(9).catch(() => undefined);
+        throw new InternalError(`the guest did not list its processes within ${TOP_TIMEOUT_MS / 1000} s`);
+      }
+      if (exit.exitCode !== 0 || exit.error)
+        throw new InternalError(`the guest's process list failed: ${exit.error ?? `exit ${exit.exitCode}`}`);
       return guestProcessTable(criLogText(await readFile(paths.logPath, 'utf8'), 'stdout'));
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -559,6 +589,9 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     await waitGone(files.shimPid, 5000);
   }
 }
+
+/** A copy of a template that did not come up (its restore or its monitor failed): the VM boots instead. */
+class CopyFailedError extends InternalError {}
 
 /** Refuses guest RAM the guest cannot boot in, in the words of the flag that asked for it. */
 function checkMemory(limit: number | undefined): void {

@@ -31,16 +31,19 @@ export class MemoryHolder {
   /** Starts `abode-shim --hold-memory BYTES`. */
   static async start(shimPath: string, bytes: number): Promise<MemoryHolder> {
     const child = spawn(shimPath, ['--hold-memory', String(bytes)], { stdio: ['pipe', 'pipe', 'ignore'] });
+    // A holder that has died fails the next write: seal() reports that, the write must not throw.
+    child.stdin!.on('error', () => undefined);
     const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
     const first = await Promise.race([
       lines.next(),
       new Promise<never>((_, reject) => child.once('error', reject)),
     ]);
-    const hello = JSON.parse(first.done ? '{}' : first.value) as {
-      pid?: number;
-      fd?: number;
-      error?: string;
-    };
+    let hello: { pid?: number; fd?: number; error?: string } = {};
+    try {
+      hello = JSON.parse(first.done ? '{}' : first.value) as typeof hello;
+    } catch {
+      hello = { error: `the holder said ${JSON.stringify(first.value)}` };
+    }
     if (hello.pid === undefined || hello.fd === undefined) {
       child.kill('SIGKILL');
       throw new InternalError(
@@ -90,10 +93,15 @@ export interface BuiltTemplate {
   cpus: number;
 }
 
+/** A shape whose template could not be built boots for this long before a build is tried again. */
+export const RETRY_BUILD_AFTER_MS = 5 * 60_000;
+
 /** Templates by machine shape: ready ones, and one build at a time per shape. */
 export class VmTemplates {
   private readonly ready = new Map<string, BuiltTemplate>();
   private readonly building = new Map<string, Promise<void>>();
+  /** When a shape's last build failed: it is not tried again for a while (every boot would try). */
+  private readonly failedAt = new Map<string, number>();
 
   /** `log` hears of a build that failed and of a template dropped (the daemon's log). */
   constructor(private readonly log: (message: string) => void = () => undefined) {}
@@ -105,15 +113,20 @@ export class VmTemplates {
     return entry?.holder.alive() ? entry.template : undefined;
   }
 
-  /** Builds `key`'s template in the background unless it is ready or being built; a failed build is forgotten. */
-  prepare(key: string, build: () => Promise<BuiltTemplate>): void {
+  /** Builds `key`'s template in the background unless it is ready, being built, or failed to build lately. */
+  prepare(key: string, build: () => Promise<BuiltTemplate>, now = Date.now()): void {
     if (this.get(key) || this.building.has(key)) return;
+    if (now - (this.failedAt.get(key) ?? -Infinity) < RETRY_BUILD_AFTER_MS) return;
     const done = build()
       .then((entry) => {
         this.ready.set(key, entry);
+        this.failedAt.delete(key);
         this.log(`VM template ${key} ready: ${entry.memoryMiB} MiB × ${entry.cpus} vCPUs`);
       })
-      .catch((error: unknown) => this.log(`VM template ${key}: not built: ${(error as Error).message}`))
+      .catch((error: unknown) => {
+        this.failedAt.set(key, Date.now());
+        this.log(`VM template ${key}: not built: ${(error as Error).message}`);
+      })
       .finally(() => this.building.delete(key));
     this.building.set(key, done);
   }
