@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { MemoryHolder, templateKey, VmTemplates } from './templates.js';
+import { MemoryHolder, RETRY_BUILD_AFTER_MS, templateKey, VmTemplates } from './templates.js';
 import { nativeBuild } from '../../platform/native-build.js';
 
 const shimPath = nativeBuild('abode-shim');
@@ -86,6 +86,18 @@ describe('VM templates', () => {
       templates.prepare('b', () => Promise.reject(new Error('no')));
       await templates.settled();
       assert.equal(templates.get('b'), undefined);
+      // a shape whose build failed boots a while before its build is tried again
+      let retried = 0;
+      const retry = async () => {
+        retried++;
+        return { template, holder, memoryMiB: 256, cpus: 2 };
+      };
+      templates.prepare('b', retry, Date.now() + 1000);
+      await templates.settled();
+      assert.equal(retried, 0);
+      templates.prepare('b', retry, Date.now() + RETRY_BUILD_AFTER_MS + 1000);
+      await templates.settled();
+      assert.equal(retried, 1);
       templates.drop('a');
       assert.equal(templates.get('a'), undefined);
     } finally {
