@@ -523,18 +523,29 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     const snapshot = layerDirsFromSpecDir(files.bundleDir);
     const guest = await this.agentProcess(process, await snapshot, spec);
     const dir = await makeExecDir(files, execId);
+    return this.startSession(files, execId, dir, { ...guest, openStdin: options.openStdin ?? false });
+  }
+
+  /** A new session on the VM's agent channel, under a monitor of its own in `dir` (exec, top). */
+  private startSession(
+    files: VmFiles,
+    execId: string,
+    dir: string,
+    guest: AgentProcess,
+  ): Promise<ExecHandle> {
+    const command = guest.args[0] ?? '';
     const shimSpec = hostProcessSpec({
       id: execId,
       args: [this.options.shimPath, '--relay', files.socketPath],
       cgroupProcs: [],
       ...execMonitorPaths(dir),
       agent: 'session',
-      agentStart: encodeAgentStart({ ...guest, openStdin: options.openStdin ?? false }),
+      agentStart: encodeAgentStart(guest),
       bootTimeoutMs: 10_000,
     });
     return startExec(this.options.shimPath, execId, dir, shimSpec, {
-      failure: (error) => processFailure(error, process.args[0] ?? ''),
-      startFailure: (reply) => processFailure(parseStartError(reply), process.args[0] ?? ''),
+      failure: (error) => processFailure(error, command),
+      startFailure: (reply) => processFailure(parseStartError(reply), command),
     });
   }
 
@@ -544,22 +555,10 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     const execId = randomBytes(32).toString('hex');
     const dir = await makeExecDir(files, execId);
     try {
-      const paths = execMonitorPaths(dir);
-      const handle = await startExec(
-        this.options.shimPath,
-        execId,
-        dir,
-        hostProcessSpec({
-          id: execId,
-          args: [this.options.shimPath, '--relay', files.socketPath],
-          cgroupProcs: [],
-          ...paths,
-          agent: 'session',
-          agentStart: encodeAgentStart({ ...rootProcess(['ps']), listProcesses: true }),
-          bootTimeoutMs: 10_000,
-        }),
-        { failure: (error) => processFailure(error, 'ps') },
-      );
+      const handle = await this.startSession(files, execId, dir, {
+        ...rootProcess(['ps']),
+        listProcesses: true,
+      });
       // A guest that does not answer must not hold the caller: its listing is ended after a while.
       let timer: NodeJS.Timeout | undefined;
       const exit = await Promise.race([
@@ -577,7 +576,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       }
       if (exit.exitCode !== 0 || exit.error)
         throw new InternalError(`the guest's process list failed: ${exit.error ?? `exit ${exit.exitCode}`}`);
-      return guestProcessTable(criLogText(await readFile(paths.logPath, 'utf8'), 'stdout'));
+      return guestProcessTable(criLogText(await readFile(execMonitorPaths(dir).logPath, 'utf8'), 'stdout'));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -603,7 +602,6 @@ function checkMemory(limit: number | undefined): void {
   );
 }
 
-/** The user's volumes (-v, named volumes: bind mounts in the spec), shared over virtio-fs; directories only. */
 /** A host directory that -v shares with the guest. */
 interface SharedDirectory {
   source: string;
@@ -611,6 +609,7 @@ interface SharedDirectory {
   readOnly: boolean;
 }
 
+/** The user's volumes (-v, named volumes: bind mounts in the spec), shared over virtio-fs; directories only. */
 async function sharedDirectories(spec: OciSpec): Promise<SharedDirectory[]> {
   const binds = (spec.mounts ?? []).filter((m) => m.type === 'bind' && !ENGINE_FILES.has(m.destination));
   return Promise.all(
