@@ -137,20 +137,26 @@ export async function sweepBaseDisks(cacheDir: string): Promise<string[]> {
 export async function ensureOverlayDisk(qemuImg: string, base: string, path: string): Promise<void> {
   if (existsSync(path)) return;
   const template = `${base}.overlay.qcow2`;
-  if (!existsSync(template)) {
-    const tmp = `${template}.${process.pid}.tmp`;
-    try {
-      await run(qemuImg, ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', base, tmp]);
-    } catch (error) {
-      await rm(tmp, { force: true });
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-        throw new UnavailableError(`${qemuImg} is missing: install it with apt-get install qemu-utils`);
-      throw new InternalError(
-        `cannot create the VM's disk: ${(error as { stderr?: string }).stderr ?? error}`,
-      );
-    }
-    await rename(tmp, template);
-  }
+  if (!existsSync(template)) await createQcow2(qemuImg, template, ['-F', 'raw', '-b', base]);
   await copyFile(template, `${path}.tmp`, constants.COPYFILE_FICLONE);
   await rename(`${path}.tmp`, path);
+}
+
+/** An empty 1 MiB qcow2 disk at `path`: what a VM template boots with (its guest never reads it). */
+export function createPlaceholderDisk(qemuImg: string, path: string): Promise<void> {
+  return createQcow2(qemuImg, path, [], '1M');
+}
+
+/** `qemu-img create -f qcow2` under a temporary name, renamed into place when made. */
+async function createQcow2(qemuImg: string, path: string, options: string[], size?: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    await run(qemuImg, ['create', '-q', '-f', 'qcow2', ...options, tmp, ...(size ? [size] : [])]);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new UnavailableError(`${qemuImg} is missing: install it with apt-get install qemu-utils`);
+    throw new InternalError(`cannot create the VM's disk: ${(error as { stderr?: string }).stderr ?? error}`);
+  }
+  await rename(tmp, path);
 }

@@ -4,10 +4,8 @@
  * QEMU's stdio (native/agent-protocol.h): the shim stays the instance's monitor, so logs, attach,
  * exit records and daemon restarts work as for containers.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import type {
   Bundle,
@@ -25,7 +23,12 @@ import type { Cgroup, CgroupDriver } from '../../platform/cgroups/index.js';
 import { readUserDb, resolveUser } from '../../platform/user.js';
 import { ensureKernel, type GuestKernel } from '../../platform/qemu/kernel.js';
 import { ensureInitramfs } from '../../platform/qemu/initramfs.js';
-import { ensureBaseDisk, ensureOverlayDisk, sweepBaseDisks } from '../../platform/qemu/disk.js';
+import {
+  createPlaceholderDisk,
+  ensureBaseDisk,
+  ensureOverlayDisk,
+  sweepBaseDisks,
+} from '../../platform/qemu/disk.js';
 import {
   hostTscKhz,
   kernelCmdline,
@@ -59,8 +62,6 @@ import {
   type Template,
   type VmTemplates,
 } from './templates.js';
-
-const execFileAsync = promisify(execFile);
 
 /** How long `top` waits for the guest's process list. */
 const TOP_TIMEOUT_MS = 10_000;
@@ -209,7 +210,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       }
     }
     const created = await this.boot(boot);
-    if (key) this.options.templates!.prepare(key, () => this.buildTemplate(key, machine));
+    if (key) this.options.templates!.prepare(key, () => this.buildTemplate(key, machine, qemuImg));
     return created;
   }
 
@@ -382,7 +383,11 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
    * Boots a template of the machine (no disk of an image's: a placeholder), waits for the guest to give
    * its free pages back, snapshots it and seals its memory. Runs beside the VMs, in a cgroup of its own.
    */
-  private async buildTemplate(key: string, machine: Omit<VmMachine, 'consolePath'>): Promise<BuiltTemplate> {
+  private async buildTemplate(
+    key: string,
+    machine: Omit<VmMachine, 'consolePath'>,
+    qemuImg: string,
+  ): Promise<BuiltTemplate> {
     const dir = join(this.options.runRoot, 'templates', key);
     const cgroupPath = join(this.options.cgroupParent, `template-${key}`);
     await rm(dir, { recursive: true, force: true });
@@ -394,14 +399,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
         memory: { limit: machine.memoryMiB * 2 ** 20 + QEMU_OVERHEAD },
       });
       const disk = join(dir, 'placeholder.qcow2');
-      await execFileAsync(findBinary(this.options.qemuImg ?? 'qemu-img') ?? 'qemu-img', [
-        'create',
-        '-q',
-        '-f',
-        'qcow2',
-        disk,
-        '1M',
-      ]);
+      await createPlaceholderDisk(qemuImg, disk);
       const qmpSocket = join(dir, 'qmp.sock');
       const args = qemuArgs({
         ...machine,
