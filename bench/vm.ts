@@ -12,12 +12,13 @@
  * Runs are interleaved; medians and ratios are printed.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CPIO_DIR, CPIO_FILE, writeCpio } from '../src/platform/qemu/cpio.js';
 import { hostTscKhz, kernelCmdline } from '../src/platform/qemu/args.js';
+import { readTemplateRecords } from '../src/runtime/vm/templates.js';
 import { interleave, median, mib, ms, table, timeCommand, verdict } from './stats.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -145,14 +146,11 @@ const sleep = (msecs: number) => new Promise((r) => setTimeout(r, msecs));
 
 /** Waits until the fixture's daemon holds a ready template of a 256 MiB machine; its holder's memfd. */
 async function awaitTemplate(fx: VmFixture): Promise<string> {
-  const dir = join(fx.root, 'run', 'templates');
   for (let i = 0; i < 600; i++) {
-    for (const key of existsSync(dir) ? readdirSync(dir) : []) {
-      const file = join(dir, key, 'template.json');
-      if (!existsSync(file)) continue;
-      const template = JSON.parse(readFileSync(file, 'utf8')) as { memory: string; memoryMiB: number };
-      if (template.memoryMiB === 256 && existsSync(template.memory)) return template.memory;
-    }
+    const ready = readTemplateRecords(join(fx.root, 'run')).find(
+      (t) => t.memoryMiB === 256 && existsSync(t.memory),
+    );
+    if (ready) return ready.memory;
     await sleep(100);
   }
   throw new Error('no VM template after 60 s');

@@ -8,6 +8,7 @@ import { availableParallelism, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Abode, alive, hostSnapshot, processesOf } from './harness.js';
 import { qmpRun } from '../../src/platform/qemu/qmp.js';
+import { readTemplateRecords } from '../../src/runtime/vm/templates.js';
 
 const abode = new Abode('abode-e2e-vm-');
 const ok = (args: string[], input?: string) => abode.ok(args, input);
@@ -329,15 +330,11 @@ function awaitTemplate(): number {
 
 /** As awaitTemplate, with the template's directory (its state file). */
 function awaitTemplateDir(): { holderPid: number; dir: string } {
-  const dir = join(abode.root, 'run', 'templates');
   for (let i = 0; i < 300; i++) {
-    for (const key of existsSync(dir) ? readdirSync(dir) : []) {
-      const file = join(dir, key, 'template.json');
-      if (!existsSync(file)) continue;
-      const template = JSON.parse(readFileSync(file, 'utf8')) as { holderPid: number; memoryMiB: number };
-      if (template.memoryMiB === 256 && alive(template.holderPid))
-        return { holderPid: template.holderPid, dir: join(dir, key) };
-    }
+    const ready = readTemplateRecords(join(abode.root, 'run')).find(
+      (t) => t.memoryMiB === 256 && alive(t.holderPid),
+    );
+    if (ready) return ready;
     spawnSync('sleep', ['0.1']);
   }
   assert.fail('no VM template was built within 30 s of a boot');

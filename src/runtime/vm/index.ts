@@ -58,6 +58,7 @@ import { consoleTail, parseStartError, type VmFiles } from './files.js';
 import {
   MemoryHolder,
   templateKey,
+  writeTemplateRecord,
   type BuiltTemplate,
   type Template,
   type VmTemplates,
@@ -434,16 +435,12 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       await waitGone(booted.pid, 5000);
       await holder.seal();
       const template = { memory: holder.path, state };
-      // What is ready, for whoever looks (tests, a user wondering what the holder process is).
-      await writeFile(
-        join(dir, 'template.json'),
-        JSON.stringify({
-          ...template,
-          holderPid: holder.pid,
-          memoryMiB: machine.memoryMiB,
-          cpus: machine.cpus,
-        }),
-      );
+      await writeTemplateRecord(dir, {
+        ...template,
+        holderPid: holder.pid,
+        memoryMiB: machine.memoryMiB,
+        cpus: machine.cpus,
+      });
       return { template, holder, memoryMiB: machine.memoryMiB, cpus: machine.cpus };
     } catch (error) {
       holder.kill();

@@ -7,7 +7,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InternalError } from '../../core/errors.js';
 
@@ -83,6 +85,31 @@ export class MemoryHolder {
   kill(): void {
     this.child.kill('SIGKILL');
   }
+}
+
+/** What a ready template's `template.json` says (RUN/templates/KEY), for whoever looks: tests, benchmarks, a user. */
+export interface TemplateRecord extends Template {
+  holderPid: number;
+  memoryMiB: number;
+  cpus: number;
+}
+
+/** Writes a ready template's record into its directory. */
+export function writeTemplateRecord(dir: string, record: TemplateRecord): Promise<void> {
+  return writeFile(join(dir, 'template.json'), JSON.stringify(record));
+}
+
+/** The records of the ready templates under `runRoot`, each with its directory. */
+export function readTemplateRecords(runRoot: string): (TemplateRecord & { dir: string })[] {
+  const root = join(runRoot, 'templates');
+  return (existsSync(root) ? readdirSync(root) : []).flatMap((key) => {
+    try {
+      const record = JSON.parse(readFileSync(join(root, key, 'template.json'), 'utf8')) as TemplateRecord;
+      return [{ ...record, dir: join(root, key) }];
+    } catch {
+      return []; // not ready yet
+    }
+  });
 }
 
 /** What a build gives: the template, its holder, and the machine it is of (for `abode info`). */
