@@ -103,6 +103,13 @@ async function start(s: ShimSpec) {
   });
 }
 
+/** Starts the monitor, asks it to start the process, and returns its reply and the exit it records. */
+async function startFailing(s: ShimSpec) {
+  await start(s);
+  const reply = await shimRequest(s.socketPath, 'start');
+  return { reply, exit: await shimWait(s.socketPath, s.exitPath) };
+}
+
 describe('abode-shim agent mode', { skip }, () => {
   it('waits for READY, sends START on start, logs output frames and records the guest exit', async () => {
     const s = spec([process.execPath, fakeAgent], ['echo', 'hello', 'vm']);
@@ -132,13 +139,8 @@ describe('abode-shim agent mode', { skip }, () => {
   });
 
   it("answers start with the agent's error", async () => {
-    const s = spec([process.execPath, fakeAgent], ['missing']);
-    await start(s);
-    assert.equal(
-      await shimRequest(s.socketPath, 'start'),
-      'error exec 2 exec missing: No such file or directory',
-    );
-    const exit = await shimWait(s.socketPath, s.exitPath);
+    const { reply, exit } = await startFailing(spec([process.execPath, fakeAgent], ['missing']));
+    assert.equal(reply, 'error exec 2 exec missing: No such file or directory');
     assert.equal(exit.exitCode, 127);
     assert.match(exit.error ?? '', /No such file/);
   });
@@ -149,13 +151,10 @@ describe('abode-shim agent mode', { skip }, () => {
   });
 
   it('ends a VM whose guest never answers START, and says so (READY comes before the root disk)', async () => {
-    const s = spec([process.execPath, fakeAgent], ['mute'], { bootTimeoutMs: 300 });
-    await start(s);
-    assert.equal(
-      await shimRequest(s.socketPath, 'start'),
-      'error boot 110 the VM did not start its process within 300 ms',
+    const { reply, exit } = await startFailing(
+      spec([process.execPath, fakeAgent], ['mute'], { bootTimeoutMs: 300 }),
     );
-    const exit = await shimWait(s.socketPath, s.exitPath);
+    assert.equal(reply, 'error boot 110 the VM did not start its process within 300 ms');
     assert.equal(exit.exitCode, 137);
     assert.match(exit.error ?? '', /did not start its process/);
   });
