@@ -153,11 +153,18 @@ static bool agent_discards_root(const struct monitor *m) {
   return false;
 }
 
-static void agent_queue(struct monitor *m, int type, uint16_t session, const void *data, size_t len) {
+/* Queues a frame whose payload is `data` followed by `more` (the host's clock entry, or nothing). */
+static void agent_queue_with(struct monitor *m, int type, uint16_t session, const void *data, size_t len,
+                             const void *more, size_t morelen) {
   unsigned char h[AGENT_HEADER];
-  agent_header(h, type, session, (uint32_t)len);
+  agent_header(h, type, session, (uint32_t)(len + morelen));
   buf_append(&m->agent_out, h, AGENT_HEADER);
   buf_append(&m->agent_out, data, len);
+  buf_append(&m->agent_out, more, morelen);
+}
+
+static void agent_queue(struct monitor *m, int type, uint16_t session, const void *data, size_t len) {
+  agent_queue_with(m, type, session, data, len, "", 0);
 }
 
 static void agent_flush(struct monitor *m) {
@@ -178,6 +185,7 @@ static void agent_flush(struct monitor *m) {
 }
 
 static void answer_start(struct monitor *m, const char *text) {
+  m->start_deadline = 0;
   for (size_t i = 0; i < m->nclients;) {
     struct client *c = &m->clients[i];
     if (c->kind == CLIENT_START) {
@@ -254,7 +262,6 @@ static void agent_frame(struct monitor *m, int type, uint16_t sid, const char *d
     break;
   }
   case AF_STARTED:
-    m->start_deadline = 0;
     answer_start(m, "ok\n");
     /* later, so that a short process's exit never waits for it */
     if (m->spec->nreclaim_files > 0)
@@ -266,7 +273,6 @@ static void agent_frame(struct monitor *m, int type, uint16_t sid, const char *d
     for (int k = 0; k < 2 && strchr(msg, ' '); k++)
       msg = strchr(msg, ' ') + 1;
     snprintf(m->start_error, sizeof m->start_error, "%.1000s", msg);
-    m->start_deadline = 0;
     struct buf b = {0};
     buf_printf(&b, "error %s\n", text);
     answer_start(m, b.data);
@@ -471,17 +477,8 @@ void monitor_agent_start(struct monitor *m) {
   /* The main process's START carries the host's clock: a restored guest's stands where its template's
    * snapshot left it. An exec's does not: the guest's clock is set once, not stepped at every exec. */
   char clock[48];
-  int clen = m->spec->agent == 1 ? clock_entry(clock, sizeof clock) : 0;
-  size_t len = m->spec->agent_start_len;
-  unsigned char *start = clen ? malloc(len + (size_t)clen) : NULL;
-  if (start) {
-    memcpy(start, m->spec->agent_start, len);
-    memcpy(start + len, clock, (size_t)clen);
-    agent_queue(m, AF_START, 0, start, len + (size_t)clen);
-    free(start);
-  } else {
-    agent_queue(m, AF_START, 0, m->spec->agent_start, len);
-  }
+  size_t clen = m->spec->agent == 1 ? (size_t)clock_entry(clock, sizeof clock) : 0;
+  agent_queue_with(m, AF_START, 0, m->spec->agent_start, m->spec->agent_start_len, clock, clen);
   agent_flush(m);
   m->state = STATE_RUNNING;
   /* READY comes before the guest's root disk is mounted: the rest of the boot gets the same time */
@@ -916,11 +913,12 @@ int monitor_agent_boot(struct monitor *m, struct error *err) {
   m->spawned_ms = now_ms();
   if (m->spec->agent_resume) {
     /* 64 random bytes, then the clock (the restored guest mounts its disk before START comes) */
-    unsigned char resume[64 + 48];
-    if (getrandom(resume, 64, 0) != 64)
+    unsigned char seed[64];
+    char clock[48];
+    if (getrandom(seed, sizeof seed, 0) != (ssize_t)sizeof seed)
       return fail(err, errno, "boot", "", "no randomness for the restored VM");
-    int clen = clock_entry((char *)resume + 64, sizeof resume - 64);
-    agent_queue(m, AF_RESUME, 0, resume, 64 + (size_t)clen);
+    size_t clen = (size_t)clock_entry(clock, sizeof clock);
+    agent_queue_with(m, AF_RESUME, 0, seed, sizeof seed, clock, clen);
     agent_flush(m);
   }
   long long deadline = m->spawned_ms + boot_timeout_ms(m);
