@@ -13,6 +13,8 @@
 void logf_console(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 void boot_mounts(void);
+/* Reads a small file (/proc, /sys, a list) into buf, NUL-terminated; its length, or -1. */
+ssize_t read_small(const char *path, char *buf, size_t size);
 
 #define MAX_MODULES 8
 /* Module files opened ahead (from the initramfs, before the root switch hides it), loaded later. */
@@ -39,8 +41,11 @@ void boot_late_modules(struct module_set *late);
 /* True in a template's boot (kernel argument abode.template): the host snapshots it after READY and
  * restores copies of it, each of which gets RESUME before its root disk is touched. */
 bool boot_is_template(void);
-/* Sets the guest's clock from "<seconds>.<nanoseconds>" (START's and RESUME's C= entry). */
+/* Sets the guest's clock from "<seconds>.<nanoseconds>" (START's and RESUME's C= entry): a restored
+ * template's clock stands where the snapshot left it, and a booted guest's RTC has whole seconds only. */
 void agent_set_clock(const char *v);
+/* A RESUME's payload: its 64 random bytes reseed the RNG, its C= entry sets the clock. */
+void boot_resume(const char *data, size_t len);
 /* Adds host randomness to the kernel's entropy pool and reseeds (RNDADDENTROPY, RNDRESEEDCRNG). */
 void boot_add_entropy(const void *seed, size_t len);
 void boot_free_initramfs(void);

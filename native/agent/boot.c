@@ -62,24 +62,24 @@ void boot_mounts(void) {
   }
 }
 
-/* Reads a list file of /lib/modules names (one a line, in dependency order) into buf; the count of bytes, or 0. */
-static size_t read_list(const char *list, char *buf, size_t size) {
-  int fd = open(list, O_RDONLY | O_CLOEXEC);
+ssize_t read_small(const char *path, char *buf, size_t size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return 0;
+    return -1;
   ssize_t n = read(fd, buf, size - 1);
   close(fd);
-  if (n <= 0)
-    return 0;
+  if (n < 0)
+    return -1;
   buf[n] = 0;
-  return (size_t)n;
+  return n;
 }
 
 void boot_open_modules(const char *list, struct module_set *set) {
   char names[1024];
   set->n = 0;
-  if (!read_list(list, names, sizeof names))
+  if (read_small(list, names, sizeof names) <= 0)
     return;
+  unlink(list); /* the initramfs's pages go back with boot_free_initramfs */
   for (char *save = NULL, *name = strtok_r(names, "\n", &save); name && set->n < MAX_MODULES;
        name = strtok_r(NULL, "\n", &save)) {
     char path[256], *params = strchr(name, ' ');
@@ -130,25 +130,43 @@ static void report_small_free_pages(int order_fd) {
   close(order_fd);
 }
 
-void boot_late_modules(struct module_set *late) {
-  int order_fd = open("/sys/module/page_reporting/parameters/page_reporting_order", O_WRONLY | O_CLOEXEC);
+static int open_reporting_order(void) {
+  return open("/sys/module/page_reporting/parameters/page_reporting_order", O_WRONLY | O_CLOEXEC);
+}
+
+/* Loads the late modules; with the balloon in, free page reporting goes down to single pages. */
+static void load_late_modules(struct module_set *late, int order_fd) {
   boot_load_modules(late);
   report_small_free_pages(order_fd);
 }
 
+void boot_late_modules(struct module_set *late) {
+  load_late_modules(late, open_reporting_order());
+}
+
 bool boot_is_template(void) {
-  char line[4096] = {0};
-  int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
-  ssize_t n = read(fd, line, sizeof line - 1);
-  close(fd);
-  if (n <= 0)
+  char line[4096];
+  if (read_small("/proc/cmdline", line, sizeof line) <= 0)
     return false;
   for (char *save = NULL, *arg = strtok_r(line, " \n", &save); arg; arg = strtok_r(NULL, " \n", &save))
     if (strcmp(arg, "abode.template") == 0)
       return true;
   return false;
+}
+
+void agent_set_clock(const char *v) {
+  char *dot;
+  struct timespec ts = {.tv_sec = (time_t)strtoll(v, &dot, 10)};
+  if (*dot == '.')
+    ts.tv_nsec = strtol(dot + 1, NULL, 10);
+  if (ts.tv_sec > 0 && ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L && clock_settime(CLOCK_REALTIME, &ts) < 0)
+    logf_console("set the clock: %s", strerror(errno));
+}
+
+void boot_resume(const char *data, size_t len) {
+  boot_add_entropy(data, len < 64 ? len : 64);
+  if (len > 64 + 2 && data[64] == 'C' && data[65] == '=' && data[len - 1] == 0)
+    agent_set_clock(data + 66);
 }
 
 void boot_add_entropy(const void *seed, size_t len) {
@@ -203,10 +221,7 @@ bool boot_power_pressed(int fd) {
 /* Removes the initramfs's files once every module is open or loaded: the old root stays in memory
  * under the new one, and the guest gets those pages back (the running /init keeps its own). */
 void boot_free_initramfs(void) {
-  static const char *files[] = {"/init",         "/modules",      "/modules.port",
-                                "/modules.root", "/modules.late", "/modules.virtiofs"};
-  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
-    unlink(files[i]);
+  unlink("/init"); /* the module lists went as they were read */
   DIR *d = opendir("/lib/modules");
   struct dirent *e;
   while (d && (e = readdir(d)) != NULL)
@@ -224,13 +239,11 @@ int boot_open_port(long timeout_ms) {
     while (d && (e = readdir(d)) != NULL) {
       if (e->d_name[0] == '.')
         continue;
-      char path[300], name[64] = {0};
+      char path[300], name[64];
       snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
-      int fd = open(path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0)
+      ssize_t n = read_small(path, name, sizeof name);
+      if (n < 0)
         continue;
-      ssize_t n = read(fd, name, sizeof name - 1);
-      close(fd);
       if (n > 0 && name[n - 1] == '\n')
         name[n - 1] = 0;
       if (strcmp(name, AGENT_PORT_NAME) != 0)
@@ -298,13 +311,12 @@ int boot_root_async(const char *device, struct module_set *root, struct module_s
     return result[0];
   }
   /* the child, or this process when fork failed; the parent moves /sys once the root is mounted */
-  int order_fd = open("/sys/module/page_reporting/parameters/page_reporting_order", O_WRONLY | O_CLOEXEC);
+  int order_fd = late->n ? open_reporting_order() : -1;
   struct root_result r = {0};
   r.errnum = mount_root(device, root, r.message, sizeof r.message);
   (void)!write(result[1], &r, sizeof r); /* fits the pipe's buffer: never blocks */
   close(result[1]);
-  boot_load_modules(late);
-  report_small_free_pages(order_fd);
+  load_late_modules(late, order_fd);
   if (pid == 0)
     _exit(0);
   return result[0];

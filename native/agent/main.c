@@ -73,9 +73,7 @@ static bool resumed;
 
 static void handle_frame(int type, uint16_t id, const char *data, size_t len) {
   if (type == AF_RESUME) {
-    boot_add_entropy(data, len < 64 ? len : 64);
-    if (len > 64 + 2 && data[64] == 'C' && data[65] == '=' && data[len - 1] == 0)
-      agent_set_clock(data + 66);
+    boot_resume(data, len);
     resumed = true;
     return;
   }
@@ -116,15 +114,25 @@ static int read_port(void) {
   return 0;
 }
 
-static pid_t late_loader_pid;
-static bool late_loaded;
+/* Handles what the port's poll said: frames to read, or no host connected yet (a short wait). */
+static void pump_port(short revents) {
+  if (revents & POLLIN)
+    read_port();
+  else if (revents & (POLLHUP | POLLERR))
+    nanosleep(&(struct timespec){0, 10000000}, NULL);
+}
+
+/* The child that loads the late modules (the power button among them), and how long after it is done
+ * the button's device is looked for (0: not yet). */
+static pid_t late_loader;
+static long long power_search_until;
 
 static void reap(void) {
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-    if (pid == late_loader_pid)
-      late_loaded = true;
+    if (pid == late_loader)
+      power_search_until = monotonic_ms() + 5000;
     for (size_t i = 0; i < MAX_SESSIONS; i++) {
       struct session *s = &sessions[i];
       if (s->used && s->pid == pid && !s->exited) {
@@ -151,9 +159,8 @@ int main(void) {
   /* A template's copies each get their own disk: the root waits for RESUME, the balloon does not. */
   bool template = boot_is_template();
   int root_fd = -1;
-  pid_t late_loader = 0; /* the child that loads the late modules, power button included */
   if (template)
-    boot_late_modules(&late);
+    boot_late_modules(&late); /* late is empty from here on */
   else
     root_fd = boot_root_async("/dev/vda", &root, &late, &late_loader);
   boot_modules("/modules.port");
@@ -172,31 +179,27 @@ int main(void) {
     /* The host snapshots the machine here; what follows runs in each restored copy. */
     while (!resumed) {
       struct pollfd p = {.fd = port, .events = POLLIN};
-      if (poll(&p, 1, -1) > 0 && (p.revents & POLLIN))
-        read_port();
-      else if (p.revents & (POLLHUP | POLLERR))
-        nanosleep(&(struct timespec){0, 10000000}, NULL); /* no host connected yet */
+      if (poll(&p, 1, -1) > 0)
+        pump_port(p.revents);
     }
-    struct module_set none = {.n = 0};
-    pid_t root_child;
-    root_fd = boot_root_async("/dev/vda", &root, &none, &root_child);
-    if (boot_switch_root(root_fd, root_error, sizeof root_error) < 0)
-      logf_console("%s", root_error);
-    send_frame(AF_READY, 0, u.release, strlen(u.release));
-  } else if (boot_switch_root(root_fd, root_error, sizeof root_error) < 0)
+    root_fd = boot_root_async("/dev/vda", &root, &late, &late_loader);
+  }
+  if (boot_switch_root(root_fd, root_error, sizeof root_error) < 0)
     logf_console("%s", root_error);
+  if (template)
+    send_frame(AF_READY, 0, u.release, strlen(u.release));
 
-  late_loader_pid = late_loader;
-  late_loaded = template || late_loader <= 0;
   /* The power button appears once the late modules are in (and devtmpfs has its node): looked for a while. */
   int power = -1;
-  long long power_search_until = monotonic_ms() + 5000;
+  if (late_loader <= 0)
+    power_search_until = monotonic_ms() + 5000;
 
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_BLOCK, &chld, NULL);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  reap(); /* a child that ended before SIGCHLD was blocked (the late loader) */
 
   for (;;) {
     struct pollfd p[3 + 2 * MAX_SESSIONS];
@@ -207,7 +210,7 @@ int main(void) {
     p[n] = (struct pollfd){.fd = sfd, .events = POLLIN};
     owner[n++] = NULL;
     bool searching = power < 0 && monotonic_ms() < power_search_until;
-    if (searching && late_loaded && (power = boot_open_power_button()) >= 0)
+    if (searching && (power = boot_open_power_button()) >= 0)
       searching = false;
     p[n] = (struct pollfd){.fd = power, .events = POLLIN}; /* fd -1: ignored by poll */
     owner[n++] = NULL;
@@ -247,12 +250,7 @@ int main(void) {
         }
         reap();
       }
-      if (p[0].revents & POLLIN)
-        read_port();
-      else if (p[0].revents & (POLLHUP | POLLERR)) {
-        struct timespec ts = {0, 10000000};
-        nanosleep(&ts, NULL); /* the host side is not connected yet */
-      }
+      pump_port(p[0].revents);
     }
     reap();
     long long now = monotonic_ms();

@@ -55,17 +55,6 @@ struct session *session_find(uint16_t id) {
   return NULL;
 }
 
-/* Sets the guest's clock from "<seconds>.<nanoseconds>": a restored template's clock stands where the
- * snapshot left it, and a booted guest's RTC has whole seconds only. */
-void agent_set_clock(const char *v) {
-  char *dot;
-  struct timespec ts = {.tv_sec = (time_t)strtoll(v, &dot, 10)};
-  if (*dot == '.')
-    ts.tv_nsec = strtol(dot + 1, NULL, 10);
-  if (ts.tv_sec > 0 && ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L && clock_settime(CLOCK_REALTIME, &ts) < 0)
-    logf_console("set the clock: %s", strerror(errno));
-}
-
 static void parse_spec(char *payload, size_t len, struct proc_spec *p) {
   memset(p, 0, sizeof *p);
   p->cwd = "/";
@@ -262,22 +251,9 @@ struct child_error {
   int errnum;
 };
 
-/* Reads a small /proc file into buf (NUL-terminated); its length, or -1. */
-static ssize_t read_small(const char *path, char *buf, size_t size) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  ssize_t n = read(fd, buf, size - 1);
-  close(fd);
-  if (n < 0)
-    return -1;
-  buf[n] = 0;
-  return n;
-}
-
 /*
  * The guest's processes for `abode top`, a line each, tab-separated: uid, pid, ppid, the start as
- * seconds since the epoch, the controlling terminal's device number, CPU time in clock ticks, and the
+ * seconds since the epoch, the controlling terminal's device number, CPU time in seconds, and the
  * command line ([name] when it has none). Kernel threads (kthreadd and its children) and this lister
  * are left out, as a container's top shows neither.
  */
@@ -289,7 +265,7 @@ static void list_processes(void) {
     if (b)
       boot = strtoll(b + 7, NULL, 10);
   }
-  long hz = sysconf(_SC_CLK_TCK);
+  long hz = sysconf(_SC_CLK_TCK) > 0 ? sysconf(_SC_CLK_TCK) : 100;
   DIR *d = opendir("/proc");
   struct dirent *e;
   while (d && (e = readdir(d)) != NULL) {
@@ -320,9 +296,9 @@ static void list_processes(void) {
     for (ssize_t i = 0; i + 1 < clen; i++)
       if (line[i] == 0)
         line[i] = ' ';
-    long long start = boot + strtoll(f[22], NULL, 10) / (hz > 0 ? hz : 100);
-    long long ticks = strtoll(f[14], NULL, 10) + strtoll(f[15], NULL, 10);
-    printf("%u\t%ld\t%s\t%lld\t%s\t%lld\t%s%s%s\n", uid, pid, f[4], start, f[7], ticks,
+    long long start = boot + strtoll(f[22], NULL, 10) / hz;
+    long long cpu = (strtoll(f[14], NULL, 10) + strtoll(f[15], NULL, 10)) / hz;
+    printf("%u\t%ld\t%s\t%lld\t%s\t%lld\t%s%s%s\n", uid, pid, f[4], start, f[7], cpu,
            clen > 0 ? "" : "[", clen > 0 ? line : open_paren + 1, clen > 0 ? "" : "]");
   }
   if (d)

@@ -4,6 +4,7 @@ import type { Engine, ExecOptions } from '../engine/engine.js';
 import type { ImageService } from '../core/image.js';
 import type { CreateOptions } from '../core/instance.js';
 import { createOptions } from '../core/instance.js';
+import type { ProcessTable } from '../core/runtime.js';
 import { AbodeError, InternalError, InvalidArgumentError } from '../core/errors.js';
 import { Router, readJson, sendError, sendJson, type RequestContext } from './router.js';
 import { inspectView, summaryView } from './views.js';
@@ -18,7 +19,7 @@ export interface ApiServices {
   info(): Promise<Record<string, unknown>>;
   version(): Record<string, unknown>;
   /** ps-style rows for host pids. */
-  processTable(pids: number[]): Promise<{ Titles: string[]; Processes: string[][] }>;
+  processTable(pids: number[]): Promise<ProcessTable>;
   /** Host CPU time in ns and CPU count, for cpu percentages. */
   hostCpu(): Promise<{ totalNs: number; onlineCpus: number }>;
   hostMemory: number;

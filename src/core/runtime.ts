@@ -9,6 +9,9 @@ export interface ProcessTable {
   Processes: string[][];
 }
 
+/** `top`'s columns, as `ps -ef` has them (docker's default). */
+export const PROCESS_TABLE_TITLES = ['UID', 'PID', 'PPID', 'C', 'STIME', 'TTY', 'TIME', 'CMD'];
+
 export interface RuntimeCapabilities {
   exec: boolean;
   pty: boolean;

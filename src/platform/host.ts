@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { access, readFile } from 'node:fs/promises';
 import { cpus, release, totalmem } from 'node:os';
 import { promisify } from 'node:util';
+import { PROCESS_TABLE_TITLES, type ProcessTable } from '../core/runtime.js';
 
 const run = promisify(execFile);
 
@@ -46,8 +47,8 @@ export async function hostCpu(): Promise<{ totalNs: number; onlineCpus: number }
 }
 
 /** ps-style rows (docker top's default columns) for the given host pids. */
-export async function processTable(pids: number[]): Promise<{ Titles: string[]; Processes: string[][] }> {
-  const titles = ['UID', 'PID', 'PPID', 'C', 'STIME', 'TTY', 'TIME', 'CMD'];
+export async function processTable(pids: number[]): Promise<ProcessTable> {
+  const titles = PROCESS_TABLE_TITLES;
   if (pids.length === 0) return { Titles: titles, Processes: [] };
   const { stdout } = await run('ps', [
     '-o',

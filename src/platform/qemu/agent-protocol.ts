@@ -1,5 +1,6 @@
 /** The TypeScript side of the guest agent's channel (native/agent-protocol.h): the START payload. */
 import { InvalidArgumentError } from '../../core/errors.js';
+import { PROCESS_TABLE_TITLES, type ProcessTable } from '../../core/runtime.js';
 
 export interface AgentProcess {
   args: string[];
@@ -76,18 +77,15 @@ const PTS_MAJOR = 136;
 
 /**
  * `top`'s table from the agent's process list (P=1): a line per process of tab-separated uid, pid, ppid,
- * start (epoch seconds), tty device number, CPU ticks (USER_HZ) and command; in `ps -ef`'s columns.
+ * start (epoch seconds), tty device number, CPU seconds and command; in `ps -ef`'s columns.
  */
-export function guestProcessTable(
-  text: string,
-  now = new Date(),
-): { Titles: string[]; Processes: string[][] } {
+export function guestProcessTable(text: string, now = new Date()): ProcessTable {
   const two = (n: number) => String(n).padStart(2, '0');
   const rows = text
     .split('\n')
     .map((line) => line.split('\t'))
     .filter((f) => f.length >= 7 && /^\d+$/.test(f[1]!))
-    .map(([uid, pid, ppid, start, tty, ticks, ...cmd]) => {
+    .map(([uid, pid, ppid, start, tty, cpu, ...cmd]) => {
       const started = new Date(Number(start) * 1000);
       const today = started.toDateString() === now.toDateString();
       const stime = today
@@ -96,7 +94,7 @@ export function guestProcessTable(
       const device = Number(tty);
       const major = (device >> 8) & 0xfff;
       const minor = (device & 0xff) | ((device >> 12) & 0xfff00);
-      const seconds = Math.floor(Number(ticks) / 100);
+      const seconds = Number(cpu);
       const time = `${two(Math.floor(seconds / 3600))}:${two(Math.floor(seconds / 60) % 60)}:${two(seconds % 60)}`;
       return [
         uid === '0' ? 'root' : uid!,
@@ -110,5 +108,5 @@ export function guestProcessTable(
       ];
     })
     .sort((a, b) => Number(a[1]) - Number(b[1]));
-  return { Titles: ['UID', 'PID', 'PPID', 'C', 'STIME', 'TTY', 'TIME', 'CMD'], Processes: rows };
+  return { Titles: PROCESS_TABLE_TITLES, Processes: rows };
 }

@@ -186,8 +186,8 @@ describe("the guest's process list (top)", () => {
     const today = Math.floor(new Date(2026, 11, 1, 17, 5).getTime() / 1000);
     const earlier = Math.floor(new Date(2026, 10, 28, 9, 0).getTime() / 1000);
     const text = [
-      `1000\t87\t1\t${today}\t${(136 << 8) | 0}\t12345\tsh -c sleep 9`,
-      `0\t1\t0\t${earlier}\t0\t250\t/init`,
+      `1000\t87\t1\t${today}\t${(136 << 8) | 0}\t123\tsh -c sleep 9`,
+      `0\t1\t0\t${earlier}\t0\t2\t/init`,
       'not a process line',
     ].join('\n');
     assert.deepEqual(guestProcessTable(text, now), {
