@@ -1,7 +1,7 @@
 /** Unpacked layers: each layer applied once by chain ID into `<root>/layers/<chain hex>/fs`, shared by all images. */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { closeSync, constants, openSync, promises as fs, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, openSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
@@ -18,7 +18,7 @@ import {
 } from '../core/errors.js';
 import type { BlobInfo, ContentStore } from './content-store.js';
 import { layerCompression, type Descriptor } from './oci-image.js';
-import { applyTar, type ApplyOptions } from './tar-apply.js';
+import { applyTar, writeAllSync, type ApplyOptions } from './tar-apply.js';
 import { spreadSubdirectories } from '../platform/fs-placement.js';
 import { isZstd, zstdDecompress } from './zstd.js';
 
@@ -60,6 +60,26 @@ export function gunzipStream(): Transform {
   return createGunzip({ chunkSize: 1 << 20, ...streamOptions });
 }
 
+/** `input` through gunzipStream(), the input's errors passed on to what it returns. */
+function gunzipped(input: NodeJS.ReadableStream): Transform {
+  const gunzip = gunzipStream();
+  input.on('error', (err) => gunzip.destroy(err));
+  return input.pipe(gunzip);
+}
+
+/** Applies the tar stream to `target` while hashing it: the layer's diff ID and its file bytes. */
+async function applyHashed(
+  tar: NodeJS.ReadableStream,
+  target: string,
+  opts: ApplyOptions,
+): Promise<{ diffId: Digest; size: number }> {
+  const digester = new Digester();
+  const hashing = hashingStream(digester);
+  tar.on('error', (err) => hashing.destroy(err));
+  const applied = await applyTar(tar.pipe(hashing), target, opts);
+  return { diffId: digester.digest(), size: applied.size };
+}
+
 /** Wraps a possibly gzip-compressed stream so it reads uncompressed, detecting gzip by its magic bytes. */
 export async function decompressed(input: NodeJS.ReadableStream): Promise<NodeJS.ReadableStream> {
   const it = (input as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
@@ -78,10 +98,9 @@ export async function decompressed(input: NodeJS.ReadableStream): Promise<NodeJS
   }
   const raw = Readable.from(all(), { objectMode: false });
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
-    const gunzip = gunzipStream();
-    raw.on('error', (err) => gunzip.destroy(err));
+    const gunzip = gunzipped(raw);
     gunzip.on('error', () => raw.destroy());
-    return raw.pipe(gunzip).on('error', () => undefined);
+    return gunzip.on('error', () => undefined);
   }
   if (isZstd(head)) return zstdDecompress(raw).on('error', () => undefined);
   return raw;
@@ -151,25 +170,6 @@ type FromWorker =
   | { t: 'input'; job: number; blob?: BlobInfo; error?: SerializedError }
   | { t: 'done'; job: number; diffId: Digest; size: number }
   | { t: 'error'; job: number; error: SerializedError };
-
-/** Appends all of `chunks` to `fd` (a short write is finished with the rest). */
-function writeAllSync(fd: number, chunks: readonly Uint8Array[]): void {
-  const total = chunks.reduce((n, c) => n + c.byteLength, 0);
-  let written = writevSync(fd, chunks);
-  if (written === total) return;
-  for (const c of chunks) {
-    if (written >= c.byteLength) {
-      written -= c.byteLength;
-      continue;
-    }
-    for (let at = written; at < c.byteLength;) {
-      const n = writeSync(fd, c, at, c.byteLength - at);
-      if (n === 0) throw new Error('short write to a blob file');
-      at += n;
-    }
-    written = 0;
-  }
-}
 
 /**
  * A layer's compressed bytes written into a content-store ingest file and hashed as they pass, by the thread
@@ -251,18 +251,10 @@ function deserializeError(s: SerializedError): Error {
 function startApply(m: Extract<ToWorker, { t: 'start' }>, post: (msg: FromWorker) => void): PassThrough {
   const inp = new PassThrough({ highWaterMark: 1 << 20 });
   inp.on('error', () => undefined);
-  let tar: NodeJS.ReadableStream = inp;
-  if (m.gzip) {
-    const gunzip = gunzipStream();
-    inp.on('error', (err) => gunzip.destroy(err));
-    tar = inp.pipe(gunzip);
-  }
-  const digester = new Digester();
-  const hashing = hashingStream(digester);
-  tar.on('error', (err) => hashing.destroy(err));
+  const tar = m.gzip ? gunzipped(inp) : inp;
   const opts: ApplyOptions = m.preserveOwner === undefined ? {} : { preserveOwner: m.preserveOwner };
-  applyTar(tar.pipe(hashing), m.target, opts).then(
-    (r) => post({ t: 'done', job: m.job, diffId: digester.digest(), size: r.size }),
+  applyHashed(tar, m.target, opts).then(
+    (r) => post({ t: 'done', job: m.job, diffId: r.diffId, size: r.size }),
     (err: unknown) => {
       inp.destroy(); // the blob's bytes may still come; they are not unpacked
       post({ t: 'error', job: m.job, error: serializeError(err) });
@@ -580,11 +572,7 @@ export class LayerStore {
     const blob = await this.content.openRead(desc.digest);
     let tar: NodeJS.ReadableStream = blob;
     if (compression === 'zstd') tar = zstdDecompress(blob);
-    else if (compression === 'gzip') {
-      const gunzip = gunzipStream();
-      blob.on('error', (err) => gunzip.destroy(err));
-      tar = blob.pipe(gunzip);
-    }
+    else if (compression === 'gzip') tar = gunzipped(blob);
     return this.apply(parent, tar, diffId);
   }
 
@@ -602,12 +590,9 @@ export class LayerStore {
     const tmp = await this.makeTemp();
     try {
       if (early) throw early;
-      const digester = new Digester();
-      const hashing = hashingStream(digester);
-      tar.on('error', (err) => hashing.destroy(err));
       tar.off('error', keep);
-      const applied = await applyTar(tar.pipe(hashing), join(tmp, 'fs'), this.applyOptions);
-      return await this.commit(tmp, parent, digester.digest(), applied.size, expectedDiffId);
+      const applied = await applyHashed(tar, join(tmp, 'fs'), this.applyOptions);
+      return await this.commit(tmp, parent, applied.diffId, applied.size, expectedDiffId);
     } catch (err) {
       await fs.rm(tmp, { recursive: true, force: true });
       throw err;
@@ -698,12 +683,7 @@ export class LayerStore {
     // Room for a few network chunks, so that the download does not wait on each one being unpacked.
     const input = new PassThrough({ highWaterMark: 1 << 20 });
     input.on('error', () => undefined);
-    let tar: NodeJS.ReadableStream = input;
-    if (compression === 'gzip') {
-      const gunzip = gunzipStream();
-      input.on('error', (err) => gunzip.destroy(err));
-      tar = input.pipe(gunzip);
-    }
+    const tar: NodeJS.ReadableStream = compression === 'gzip' ? gunzipped(input) : input;
     const blob = blobFile === undefined ? undefined : new BlobTee(blobFile);
     let failed = false;
     const done = this.apply(parent, tar, expectedDiffId).catch((err: unknown) => {

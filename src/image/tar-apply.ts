@@ -23,7 +23,7 @@ import { type ReadEntry } from 'tar';
 import { InvalidArgumentError } from '../core/errors.js';
 import { makeOverlayOpaque, makeOverlayWhiteout, mknod, setXattrBytes } from './fs-ops.js';
 import { XattrTracker, type Xattrs } from './tar-xattrs.js';
-import { readTar } from './archive/tar-stream.js';
+import { readTar } from './tar-read.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const WHITEOUT_META_PREFIX = '.wh..wh.';
@@ -59,6 +59,19 @@ export interface ApplyResult {
 function writeFull(n: number): number {
   if (n === 0) throw new Error('short write to a layer file');
   return n;
+}
+
+/** Writes all of `chunks` to `fd`, at `position` or else at its offset (a short write is finished with the rest). */
+export function writeAllSync(fd: number, chunks: readonly Uint8Array[], position?: number): void {
+  if (chunks.length === 0) return;
+  const total = chunks.reduce((n, c) => n + c.byteLength, 0);
+  let written = position === undefined ? writevSync(fd, chunks) : writevSync(fd, chunks, position);
+  if (written === total) return;
+  const all = Buffer.concat(chunks);
+  while (written < total)
+    written += writeFull(
+      writeSync(fd, all, written, total - written, position === undefined ? null : position + written),
+    );
 }
 
 /** Writes all of `chunks` at `position` through the thread pool (a short write is finished with the rest). */
@@ -205,11 +218,7 @@ export async function applyTar(
           chunks.push(chunk);
           bytes += chunk.length;
         }
-        let written = chunks.length ? writevSync(fd, chunks, 0) : 0;
-        if (written < bytes) {
-          const all = Buffer.concat(chunks);
-          while (written < bytes) written += writeFull(writeSync(fd, all, written, bytes - written, written));
-        }
+        writeAllSync(fd, chunks, 0);
         result.size += bytes;
       } catch (err) {
         closeSync(fd);

@@ -23,7 +23,8 @@ import {
   type Manifest,
 } from '../oci-image.js';
 import { isZstd } from '../zstd.js';
-import { archivePath, readTar } from './tar-stream.js';
+import { archivePath } from './tar-stream.js';
+import { readTar } from '../tar-read.js';
 
 /** Files up to this size that start like JSON are also kept in memory (manifests, configs, indexes). */
 const MAX_DOCUMENT = 4 << 20;
