@@ -639,13 +639,10 @@ export class LocalImageService implements ImageService, LayerCommitter {
       const o = await this.load(doc, other as Digest).catch(() => undefined);
       if (!o) continue;
       const repos = new Set<string>();
-      const names = [
-        ...Object.keys(doc.refs).filter((r) => doc.refs[r] === other),
-        ...o.stored.repoDigests.map((d) => d.split('@')[0]!),
-      ];
+      const names = [...Object.keys(doc.refs).filter((r) => doc.refs[r] === other), ...o.stored.repoDigests];
       for (const n of names) {
         try {
-          const r = parseNormalizedTagged(n);
+          const r = parseReference(n);
           if (r.domain === parsed.domain) repos.add(r.path);
         } catch {
           // not a reference
