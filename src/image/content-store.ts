@@ -112,9 +112,7 @@ export class ContentStore {
 
   /** Starts an ingest into a private temp file. */
   async writer(): Promise<ContentWriter> {
-    await fs.mkdir(this.ingestDir, { recursive: true });
-    await fs.mkdir(this.blobsDir, { recursive: true });
-    const tmp = this.ingestPath();
+    const tmp = await this.newIngestPath();
     const file = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
     const digester = new Digester();
     let done = false;
@@ -204,11 +202,16 @@ export class ContentStore {
 
   /** Creates an empty, private temp file in the ingest directory. */
   private async makeIngestFile(): Promise<string> {
-    await fs.mkdir(this.ingestDir, { recursive: true });
-    await fs.mkdir(this.blobsDir, { recursive: true });
-    const tmp = this.ingestPath();
+    const tmp = await this.newIngestPath();
     await (await fs.open(tmp, 'wx', 0o644)).close();
     return tmp;
+  }
+
+  /** A fresh ingest file's path, with the directories an ingest and its commit need made. */
+  private async newIngestPath(): Promise<string> {
+    await fs.mkdir(this.ingestDir, { recursive: true });
+    await fs.mkdir(this.blobsDir, { recursive: true });
+    return this.ingestPath();
   }
 
   private ingestPath(): string {
