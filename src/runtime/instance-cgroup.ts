@@ -6,9 +6,11 @@
 import { rm } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { ResourceStats } from '../core/runtime.js';
+import type { OciResources } from '../core/oci.js';
 import type { Cgroup, CgroupDriver } from '../platform/cgroups/index.js';
 import { shimRequest } from '../platform/shim.js';
 import { ShimRuntime, type ShimInstanceFiles } from './shim-instance.js';
+import type { Standby, StandbyPool } from './standby-pool.js';
 
 /** The cgroup's usage and limits as the Runtime interface reports them. */
 export async function cgroupStats(cgroup: Cgroup): Promise<ResourceStats> {
@@ -56,6 +58,21 @@ export abstract class CgroupShimRuntime<F extends CgroupInstanceFiles> extends S
 
   protected cgroupPath(id: string): string {
     return `${this.cgroupParent}/${id}`;
+  }
+
+  /**
+   * The new instance's cgroup: the standby pool's, with the monitor waiting in it (`standby`), when the
+   * pool has one; else a cgroup `cgroupParent/ID` of its own. Either gets `resources`.
+   */
+  protected async instanceCgroup(
+    id: string,
+    resources: OciResources | undefined,
+    pool: StandbyPool | undefined,
+  ): Promise<{ cgroupPath: string; cgroup: Cgroup; standby?: Standby['child'] }> {
+    const standby = await pool?.take(resources);
+    if (standby) return { cgroupPath: standby.cgroupPath, cgroup: standby.cgroup, standby: standby.child };
+    const cgroupPath = this.cgroupPath(id);
+    return { cgroupPath, cgroup: await this.cgroups.create(cgroupPath, resources) };
   }
 
   /** What kill sends to what remains in the cgroup when the monitor is gone. */

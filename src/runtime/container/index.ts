@@ -119,12 +119,10 @@ export class ContainerRuntime extends CgroupShimRuntime<CgroupInstanceFiles> imp
     const rootfs = join(bundle.dir, 'rootfs');
     await mkdir(rootfs, { recursive: true });
     const resources = bundle.spec.linux.resources;
-    const standby = await this.options.pool?.take(resources);
-    const cgroupPath = standby?.cgroupPath ?? this.cgroupPath(id);
-    const cgroup = standby?.cgroup ?? (await this.options.cgroups.create(cgroupPath, resources));
+    const { cgroupPath, cgroup, standby } = await this.instanceCgroup(id, resources, this.options.pool);
     try {
       const spec = await this.shimSpec(id, bundle, rootfs, runDir, cgroup.procsFiles());
-      const ready = await startMonitorIn(this.options.shimPath, runDir, spec, standby?.child);
+      const ready = await startMonitorIn(this.options.shimPath, runDir, spec, standby);
       const files: CgroupInstanceFiles = {
         bundleDir: bundle.dir,
         runDir,

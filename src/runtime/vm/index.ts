@@ -234,9 +234,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
     await mkdir(runDir, { recursive: true });
     const spec = bundle.spec;
     const resources = hostResources(spec.linux.resources);
-    const standby = await this.options.pool?.take(resources);
-    const cgroupPath = standby?.cgroupPath ?? this.cgroupPath(id);
-    const cgroup = standby?.cgroup ?? (await this.options.cgroups.create(cgroupPath, resources));
+    const { cgroupPath, cgroup, standby } = await this.instanceCgroup(id, resources, this.options.pool);
     const consolePath = join(runDir, 'console.log');
     const qmpSocket = join(runDir, 'qmp.sock');
     const discardRoot = spec.annotations?.[AUTO_REMOVE_ANNOTATION] === 'true';
@@ -296,7 +294,7 @@ export class VmRuntime extends CgroupShimRuntime<VmFiles> implements Runtime {
       });
       let ready;
       try {
-        const started = startMonitorIn(this.options.shimPath, runDir, shimSpec, standby?.child);
+        const started = startMonitorIn(this.options.shimPath, runDir, shimSpec, standby);
         if (template) {
           // A copy waits for its device state. Whichever of the two fails first ends the attempt:
           // QEMU is ended (the monitor then gives up at once), and the restore stops asking.
