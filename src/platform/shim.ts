@@ -61,13 +61,18 @@ export function spawnStandbyShim(shimPath: string, procsFiles: string[], stderrP
       detached: true,
       stdio: ['pipe', 'pipe', errFd],
     });
-    child.unref();
-    (child.stdin as unknown as { unref?: () => void }).unref?.();
-    (child.stdout as unknown as { unref?: () => void }).unref?.();
+    unrefProcess(child);
     return child;
   } finally {
     closeSync(errFd);
   }
+}
+
+/** Lets this process exit while `child` and its stdio pipes live on (a standby shim, a memory holder). */
+export function unrefProcess(child: ChildProcess): void {
+  child.unref();
+  (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  (child.stdout as unknown as { unref?: () => void } | null)?.unref?.();
 }
 
 /** Starts a shim and resolves once the process is prepared (or running); rejects with ShimStartError. */

@@ -12,6 +12,7 @@ import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { InternalError } from '../../core/errors.js';
+import { unrefProcess } from '../../platform/shim.js';
 
 /** A ready template: the memory file its copies map, and the device state they load. */
 export interface Template {
@@ -52,9 +53,7 @@ export class MemoryHolder {
         `cannot hold a VM template's memory: ${hello.error ?? 'the holder said nothing'}`,
       );
     }
-    child.unref();
-    (child.stdout as unknown as { unref?: () => void }).unref?.();
-    (child.stdin as unknown as { unref?: () => void }).unref?.();
+    unrefProcess(child);
     return new MemoryHolder(child, lines, hello.pid, hello.fd);
   }
 
